@@ -1,0 +1,48 @@
+//! One error type for the whole crate: a message a user can act on.
+//!
+//! Every error names what went wrong and where (file and line, or the flag). The binary
+//! prints it on one line and exits with code 2; nothing in the library panics on bad input.
+
+use std::fmt;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn msg(m: impl Into<String>) -> Self {
+        Error(m.into())
+    }
+    /// An error in an input file, at a 1-based line.
+    pub fn at_line(path: &Path, line: usize, m: impl fmt::Display) -> Self {
+        Error(format!("{}:{}: {}", path.display(), line, m))
+    }
+    /// An error about a whole file.
+    pub fn in_file(path: &Path, m: impl fmt::Display) -> Self {
+        Error(format!("{}: {}", path.display(), m))
+    }
+    /// An error about a command-line argument or configuration field.
+    pub fn arg(flag: &str, m: impl fmt::Display) -> Self {
+        Error(format!("{flag}: {m}"))
+    }
+    /// An I/O error on a path.
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
+        Error(format!("{}: {}", path.display(), e))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Early return with a formatted [`Error`].
+#[macro_export]
+macro_rules! bail {
+    ($($t:tt)*) => { return Err($crate::error::Error(format!($($t)*))) };
+}
