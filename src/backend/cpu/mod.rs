@@ -1,0 +1,1 @@
+//! The CPU backend: plain Rust on f32, the reference for every GPU kernel.
