@@ -3,6 +3,10 @@
 
 pub mod backend;
 pub mod error;
+pub mod models;
+pub mod optim;
+pub mod params;
 pub mod rng;
+pub mod tape;
 
 pub use error::{Error, Result};

@@ -1,0 +1,112 @@
+//! Matrix products, bias and column sums.
+
+use super::real::Real;
+use crate::backend::Gemm;
+use rayon::prelude::*;
+
+/// Row-major batched GEMM (see [`Gemm`]) on slices that start at batch 0.
+pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    // Strides of op(A) [m,k] and op(B) [k,n] inside their stored layouts.
+    let (rsa, csa) = if g.trans_a {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (rsb, csb) = if g.trans_b {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let need = |batch_stride: usize, one: usize| (g.batch - 1) * batch_stride + one;
+    assert!(a.len() >= need(g.stride_a, m * k), "gemm: A too short");
+    assert!(b.len() >= need(g.stride_b, k * n), "gemm: B too short");
+    assert!(c.len() >= need(g.stride_c, m * n), "gemm: C too short");
+    let (alpha, beta) = (T::from_f32(g.alpha), T::from_f32(g.beta));
+    let one = |ai: usize, bi: usize, cm: &mut [T], beta: T| {
+        if k == 0 {
+            // An empty sum: C = beta·C.
+            cm[..m * n]
+                .iter_mut()
+                .for_each(|x| *x = if beta == T::ZERO { T::ZERO } else { *x * beta });
+            return;
+        }
+        // SAFETY: the asserts above bound every matrix inside its slice; C is a distinct
+        // &mut slice, so it aliases neither A nor B.
+        unsafe {
+            T::gemm(
+                m,
+                k,
+                n,
+                alpha,
+                a[ai..].as_ptr(),
+                rsa,
+                csa,
+                b[bi..].as_ptr(),
+                rsb,
+                csb,
+                beta,
+                cm.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    };
+    if g.batch == 1 {
+        one(0, 0, &mut c[..m * n], beta);
+    } else if g.stride_c >= m * n {
+        // Disjoint outputs: batches run in parallel.
+        c.par_chunks_mut(g.stride_c)
+            .take(g.batch)
+            .enumerate()
+            .for_each(|(bi, cm)| one(bi * g.stride_a, bi * g.stride_b, cm, beta));
+    } else {
+        // Overlapping outputs (stride_c 0 sums all batches into one C): in order, the
+        // first with the caller's beta and the rest accumulating.
+        for bi in 0..g.batch {
+            let off = bi * g.stride_c;
+            let b = if bi == 0 { beta } else { T::ONE };
+            one(
+                bi * g.stride_a,
+                bi * g.stride_b,
+                &mut c[off..off + m * n],
+                b,
+            );
+        }
+    }
+}
+
+pub fn bias_add<T: Real>(x: &mut [T], bias: &[T]) {
+    x.par_chunks_mut(bias.len()).for_each(|row| {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += *b;
+        }
+    });
+}
+
+pub fn col_sum<T: Real>(x: &[T], out: &mut [T]) {
+    let cols = out.len();
+    out.fill(T::ZERO);
+    // Columns are few (≤ d_ff) and rows many: each thread sums a block of rows.
+    let rows = x.len() / cols;
+    let chunk = rows
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(64);
+    let partials: Vec<Vec<T>> = x
+        .par_chunks(chunk * cols)
+        .map(|blk| {
+            let mut acc = vec![T::ZERO; cols];
+            for row in blk.chunks(cols) {
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a += *v;
+                }
+            }
+            acc
+        })
+        .collect();
+    for p in partials {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The model configurations of DESIGN §1 and the one forward pass that builds all of them.
+
+use crate::backend::{Activation, AttnShape, Backend, Gemm, KernelKind, MixShape, ScoreSource};
+use crate::error::{Error, Result};
+use crate::params::{Init, ParamId, ParamSet};
+use crate::rng;
+use crate::tape::{AttnIds, IntId, Tape, Tid};
+use serde::{Deserialize, Serialize};
+
+/// Where the attention scores come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scores {
+    /// q·k (SASRec).
+    Content,
+    /// q·k with rotary position embedding on q and k.
+    Rope,
+    /// A learned n×n matrix per block and head (PARec).
+    Learned,
+    /// P = A·Bᵀ, A, B ∈ R^{n×rank} per block and head (FPARec).
+    Factorised,
+}
+
+/// How L enters the aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reading {
+    /// y_i = Σ_j p_ij L_ij v_j.
+    Weight,
+    /// y = P·(L V).
+    Mix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Softmax cross-entropy over the whole catalogue at every non-pad position.
+    Ce,
+    /// Binary cross-entropy against one sampled negative per position (original SASRec).
+    Bce,
+}
+
+/// Every knob of DESIGN §1's table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The preset this configuration started from (informational).
+    pub name: String,
+    /// Catalogue size: item ids 1..=items, 0 is padding.
+    pub items: usize,
+    /// Window length.
+    pub n: usize,
+    pub d: usize,
+    pub blocks: usize,
+    pub heads: usize,
+    pub d_ff: usize,
+    pub dropout: f32,
+    pub act: Activation,
+    /// Learned additive position embedding.
+    pub pos_emb: bool,
+    pub scores: Scores,
+    /// Rank k of FPARec's factors.
+    pub rank: usize,
+    pub u: KernelKind,
+    pub l: KernelKind,
+    pub reading: Reading,
+    /// One U and one L shared by all blocks (else one per block, "layer-wise").
+    pub kernel_shared: bool,
+    /// Each head its own kernels (else shared by the heads of a block).
+    pub kernel_per_head: bool,
+    pub loss: LossKind,
+}
+
+pub const PRESETS: [&str; 5] = ["sasrec", "rope", "parec", "fparec", "pasa"];
+
+impl ModelConfig {
+    /// A named configuration with DESIGN's defaults (d 64, 2 blocks, 1 head, d_ff = d,
+    /// dropout 0.2, n 200).
+    pub fn preset(name: &str, items: usize) -> Result<Self> {
+        let mut c = ModelConfig {
+            name: name.to_string(),
+            items,
+            n: 200,
+            d: 64,
+            blocks: 2,
+            heads: 1,
+            d_ff: 64,
+            dropout: 0.2,
+            act: Activation::Relu,
+            pos_emb: true,
+            scores: Scores::Content,
+            rank: 32,
+            u: KernelKind::None,
+            l: KernelKind::None,
+            reading: Reading::Weight,
+            kernel_shared: false,
+            kernel_per_head: false,
+            loss: LossKind::Ce,
+        };
+        match name {
+            "sasrec" => {}
+            "rope" => {
+                c.pos_emb = false;
+                c.scores = Scores::Rope;
+            }
+            "parec" => c.scores = Scores::Learned,
+            "fparec" => c.scores = Scores::Factorised,
+            "pasa" => {
+                c.pos_emb = false;
+                c.u = KernelKind::Toeplitz;
+                c.l = KernelKind::Full;
+            }
+            other => {
+                return Err(Error::arg(
+                    "--model",
+                    format!(
+                        "unknown model '{other}' (expected one of {})",
+                        PRESETS.join(", ")
+                    ),
+                ))
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reject configurations that cannot be built, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: &str| Err(Error::arg(f, m));
+        if self.items == 0 {
+            return bad("items", "the catalogue is empty");
+        }
+        if self.n == 0 {
+            return bad("--n", "the window length must be at least 1");
+        }
+        if self.d == 0 || self.blocks == 0 || self.heads == 0 || self.d_ff == 0 {
+            return bad("--d/--blocks/--heads/--d-ff", "must be at least 1");
+        }
+        if self.d % self.heads != 0 {
+            return bad(
+                "--heads",
+                &format!("d = {} is not divisible by {} heads", self.d, self.heads),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("--dropout", "must be in [0, 1)");
+        }
+        if self.scores == Scores::Factorised && self.rank == 0 {
+            return bad("--rank", "must be at least 1");
+        }
+        if self.scores == Scores::Rope && self.pos_emb {
+            // Allowed (every combination can be trained), but worth knowing.
+        }
+        Ok(())
+    }
+
+    pub fn dh(&self) -> usize {
+        self.d / self.heads
+    }
+
+    fn score_source(&self) -> ScoreSource {
+        match self.scores {
+            Scores::Content | Scores::Rope => ScoreSource::Content,
+            Scores::Learned | Scores::Factorised => ScoreSource::Positional,
+        }
+    }
+
+    fn kernel_heads(&self) -> usize {
+        if self.kernel_per_head {
+            self.heads
+        } else {
+            1
+        }
+    }
+}
+
+struct BlockParams {
+    ln1: (ParamId, ParamId),
+    q: Option<(ParamId, ParamId)>,
+    k: Option<(ParamId, ParamId)>,
+    v: (ParamId, ParamId),
+    o: (ParamId, ParamId),
+    /// PARec's P, or FPARec's A.
+    pos_a: Option<ParamId>,
+    /// FPARec's B.
+    pos_b: Option<ParamId>,
+    u: Option<ParamId>,
+    l: Option<ParamId>,
+    ln2: (ParamId, ParamId),
+    ff1: (ParamId, ParamId),
+    ff2: (ParamId, ParamId),
+}
+
+/// A built model: its configuration and the layout of its parameters.
+pub struct Model {
+    pub cfg: ModelConfig,
+    pub params: ParamSet,
+    item_emb: ParamId,
+    pos_emb: Option<ParamId>,
+    blocks: Vec<BlockParams>,
+    ln_f: (ParamId, ParamId),
+}
+
+/// One batch of left-padded windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// `[batch, n]` item ids, 0 = padding.
+    pub inputs: Vec<u32>,
+    /// `[batch, n]` next-item targets, 0 = no target.
+    pub targets: Vec<u32>,
+    /// `[batch]` leading padding slots of each window.
+    pub start: Vec<u32>,
+}
+
+impl Batch {
+    pub fn size(&self) -> usize {
+        self.start.len()
+    }
+}
+
+impl Model {
+    pub fn new(cfg: ModelConfig) -> Result<Self> {
+        cfg.validate()?;
+        let (d, n, h, f) = (cfg.d, cfg.n, cfg.heads, cfg.d_ff);
+        let mut ps = ParamSet::default();
+        let emb_std = 1.0 / (d as f32).sqrt();
+        let item_emb = ps.add(
+            "item_emb",
+            &[cfg.items + 1, d],
+            Init::NormalPadZero(emb_std),
+        );
+        let pos_emb = cfg
+            .pos_emb
+            .then(|| ps.add("pos_emb", &[n, d], Init::Normal(0.1)));
+        let linear = |ps: &mut ParamSet, name: String, i: usize, o: usize| {
+            let w = ps.add(
+                format!("{name}.w"),
+                &[i, o],
+                Init::Normal(1.0 / (i as f32).sqrt()),
+            );
+            (w, ps.add(format!("{name}.b"), &[o], Init::Zeros))
+        };
+        let ln = |ps: &mut ParamSet, name: String| {
+            (
+                ps.add(format!("{name}.g"), &[d], Init::Ones),
+                ps.add(format!("{name}.b"), &[d], Init::Zeros),
+            )
+        };
+        let kh = cfg.kernel_heads();
+        let kernel = |ps: &mut ParamSet, name: String, kind: KernelKind, mix: bool| {
+            let init = match (kind, mix) {
+                (KernelKind::Full, true) => Init::PackedIdentity(n),
+                (KernelKind::Toeplitz, true) => Init::ToeplitzIdentity(n),
+                _ => Init::Ones,
+            };
+            (kind != KernelKind::None).then(|| ps.add(name, &[kh, kind.len(n)], init))
+        };
+        let mix = cfg.reading == Reading::Mix;
+        let shared_u = if cfg.kernel_shared {
+            kernel(&mut ps, "U".into(), cfg.u, false)
+        } else {
+            None
+        };
+        let shared_l = if cfg.kernel_shared {
+            kernel(&mut ps, "L".into(), cfg.l, mix)
+        } else {
+            None
+        };
+        let mut blocks = vec![];
+        for bi in 0..cfg.blocks {
+            let p = format!("block{bi}");
+            let ln1 = ln(&mut ps, format!("{p}.ln1"));
+            let content = cfg.score_source() == ScoreSource::Content;
+            let q = content.then(|| linear(&mut ps, format!("{p}.q"), d, d));
+            let k = content.then(|| linear(&mut ps, format!("{p}.k"), d, d));
+            let v = linear(&mut ps, format!("{p}.v"), d, d);
+            let o = linear(&mut ps, format!("{p}.o"), d, d);
+            let (pos_a, pos_b) = match cfg.scores {
+                Scores::Learned => (
+                    Some(ps.add(format!("{p}.P"), &[h, n, n], Init::Normal(0.01))),
+                    None,
+                ),
+                Scores::Factorised => {
+                    // P = A·Bᵀ starts near N(0, 0.01²): each factor has std √(0.01/√rank).
+                    let std = (0.01 / (cfg.rank as f32).sqrt()).sqrt();
+                    let a = ps.add(format!("{p}.PA"), &[h, n, cfg.rank], Init::Normal(std));
+                    (
+                        Some(a),
+                        Some(ps.add(format!("{p}.PB"), &[h, n, cfg.rank], Init::Normal(std))),
+                    )
+                }
+                _ => (None, None),
+            };
+            let (u, l) = if cfg.kernel_shared {
+                (shared_u, shared_l)
+            } else {
+                (
+                    kernel(&mut ps, format!("{p}.U"), cfg.u, false),
+                    kernel(&mut ps, format!("{p}.L"), cfg.l, mix),
+                )
+            };
+            let ln2 = ln(&mut ps, format!("{p}.ln2"));
+            let ff1 = linear(&mut ps, format!("{p}.ff1"), d, f);
+            let ff2 = linear(&mut ps, format!("{p}.ff2"), f, d);
+            blocks.push(BlockParams {
+                ln1,
+                q,
+                k,
+                v,
+                o,
+                pos_a,
+                pos_b,
+                u,
+                l,
+                ln2,
+                ff1,
+                ff2,
+            });
+        }
+        let ln_f = ln(&mut ps, "ln_f".into());
+        Ok(Model {
+            cfg,
+            params: ps,
+            item_emb,
+            pos_emb,
+            blocks,
+            ln_f,
+        })
+    }
+
+    /// The hidden states `[batch·n, d]` after the final layer norm. Dropout is on when
+    /// `train`; its masks derive from `seed`.
+    pub fn forward<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        batch: &Batch,
+        train: bool,
+        seed: u64,
+    ) -> (Tid, IntId) {
+        let c = &self.cfg;
+        let (bsz, n, d) = (batch.size(), c.n, c.d);
+        assert_eq!(
+            batch.inputs.len(),
+            bsz * n,
+            "batch inputs are not [batch, n]"
+        );
+        let p: Vec<Tid> = self
+            .params
+            .specs
+            .iter()
+            .map(|s| tape.param(s.off, &s.shape))
+            .collect();
+        let pid = |id: ParamId| p[id];
+        let start = tape.ints(&batch.start);
+        let ids = tape.ints(&batch.inputs);
+        let drop = if train { c.dropout } else { 0.0 };
+        let mut site = 0u64;
+        let mut next_seed = || {
+            site += 1;
+            rng::derive(seed, site)
+        };
+
+        let mut x = tape.embedding(pid(self.item_emb), ids, bsz * n, (d as f32).sqrt());
+        if let Some(pe) = self.pos_emb {
+            // [batch, n·d] + [n·d]: the position embedding broadcast over the batch.
+            x = tape.add_bias(x, pid(pe));
+        }
+        x = tape.dropout(x, drop, next_seed());
+        x = tape.row_mask(x, start, n);
+
+        for bp in &self.blocks {
+            let h = tape.layernorm(x, pid(bp.ln1.0), pid(bp.ln1.1));
+            let lin = |tape: &mut Tape<B>, w: (ParamId, ParamId)| {
+                tape.linear(h, pid(w.0), Some(pid(w.1)))
+            };
+            let mut q = bp.q.map(|w| lin(tape, w));
+            let mut k = bp.k.map(|w| lin(tape, w));
+            let mut v = lin(tape, bp.v);
+            if c.scores == Scores::Rope {
+                q = q.map(|q| tape.rope(q, n, c.heads, c.dh()));
+                k = k.map(|k| tape.rope(k, n, c.heads, c.dh()));
+            }
+            let pos = match (bp.pos_a, bp.pos_b) {
+                (Some(a), None) => Some(pid(a)),
+                (Some(a), Some(b)) => {
+                    let g = Gemm::new(n, n, c.rank, false, true).batched(
+                        c.heads,
+                        n * c.rank,
+                        n * c.rank,
+                        n * n,
+                    );
+                    Some(tape.matmul(pid(a), pid(b), g))
+                }
+                _ => None,
+            };
+            let mut l = bp.l.map(pid);
+            if c.reading == Reading::Mix {
+                if let Some(lk) = l.take() {
+                    let ms = MixShape {
+                        batch: bsz,
+                        n,
+                        heads: c.heads,
+                        dh: c.dh(),
+                        l: c.l,
+                        l_heads: c.kernel_heads(),
+                    };
+                    v = tape.mix(ms, lk, v, start);
+                }
+            }
+            let s = AttnShape {
+                batch: bsz,
+                n,
+                heads: c.heads,
+                dh: c.dh(),
+                score: c.score_source(),
+                u: c.u,
+                u_heads: c.kernel_heads(),
+                l: if l.is_some() { c.l } else { KernelKind::None },
+                l_heads: c.kernel_heads(),
+                dropout: drop,
+                seed: next_seed(),
+            };
+            let inp = AttnIds {
+                q,
+                k,
+                v,
+                pos,
+                u: bp.u.map(pid),
+                l,
+            };
+            let y = tape.attention(s, inp, start);
+            let o = tape.linear(y, pid(bp.o.0), Some(pid(bp.o.1)));
+            let o = tape.dropout(o, drop, next_seed());
+            x = tape.add(x, o);
+
+            let h = tape.layernorm(x, pid(bp.ln2.0), pid(bp.ln2.1));
+            let f = tape.linear(h, pid(bp.ff1.0), Some(pid(bp.ff1.1)));
+            let f = tape.act(c.act, f);
+            let f = tape.dropout(f, drop, next_seed());
+            let f = tape.linear(f, pid(bp.ff2.0), Some(pid(bp.ff2.1)));
+            let f = tape.dropout(f, drop, next_seed());
+            x = tape.add(x, f);
+            x = tape.row_mask(x, start, n);
+        }
+        (tape.layernorm(x, pid(self.ln_f.0), pid(self.ln_f.1)), start)
+    }
+
+    /// The item embedding table as a tape tensor (tied output layer).
+    fn item_table<B: Backend>(&self, tape: &mut Tape<B>) -> Tid {
+        let s = &self.params.specs[self.item_emb];
+        tape.param(s.off, &s.shape)
+    }
+
+    /// The training loss of a batch (mean over its non-pad positions).
+    pub fn loss<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch, seed: u64) -> Tid {
+        let (h, _) = self.forward(tape, batch, true, seed);
+        let table = self.item_table(tape);
+        let count = batch.targets.iter().filter(|&&t| t != 0).count();
+        let targets = tape.ints(&batch.targets);
+        match self.cfg.loss {
+            LossKind::Ce => {
+                let rows = batch.targets.len();
+                let vocab = self.cfg.items + 1;
+                let logits = tape.matmul(h, table, Gemm::new(rows, vocab, self.cfg.d, false, true));
+                tape.cross_entropy(logits, targets, count)
+            }
+            LossKind::Bce => tape.bce(h, table, targets, count, rng::derive(seed, u64::MAX)),
+        }
+    }
+
+    /// Scores of every item (index 0 = padding) for the newest slot of each window:
+    /// `[batch, items + 1]`, row-major. No dropout.
+    pub fn score_last<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch) -> Vec<f32> {
+        let (h, _) = self.forward(tape, batch, false, 0);
+        let n = self.cfg.n;
+        let last: Vec<u32> = (0..batch.size()).map(|b| (b * n + n - 1) as u32).collect();
+        let last = tape.ints(&last);
+        let hl = tape.embedding(h, last, batch.size(), 1.0);
+        let table = self.item_table(tape);
+        let vocab = self.cfg.items + 1;
+        let logits = tape.matmul(
+            hl,
+            table,
+            Gemm::new(batch.size(), vocab, self.cfg.d, false, true),
+        );
+        tape.to_host(logits)
+    }
+}

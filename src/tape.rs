@@ -1,0 +1,779 @@
+//! The autograd tape (DESIGN §5).
+//!
+//! Every op run forward pushes its output as a new tensor and, when recording, an [`Op`] with
+//! the ids of its inputs and whatever its backward needs. [`Tape::backward`] walks the ops in
+//! reverse and accumulates gradients by tensor id. Parameters are leaves: views into the one
+//! flat parameter buffer, whose gradients land in the matching views of the flat gradient
+//! buffer. No generic graph: one enum variant per op, its backward in one match arm.
+
+use crate::backend::{
+    Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Gemm, MixShape, View,
+};
+
+/// A tensor on the tape.
+pub type Tid = usize;
+
+/// An index tensor (ids, targets, window starts) owned by the tape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntId(usize);
+
+enum Value<B: Backend> {
+    Owned(B::Buf),
+    /// A parameter: `len` elements at `off` of the flat parameter buffer.
+    Param {
+        off: usize,
+        len: usize,
+    },
+}
+
+enum Op<B: Backend> {
+    MatMul {
+        a: Tid,
+        b: Tid,
+        g: Gemm,
+        out: Tid,
+    },
+    AddBias {
+        x: Tid,
+        bias: Tid,
+        out: Tid,
+    },
+    Add {
+        a: Tid,
+        b: Tid,
+        out: Tid,
+    },
+    LayerNorm {
+        x: Tid,
+        gamma: Tid,
+        beta: Tid,
+        mean: B::Buf,
+        rstd: B::Buf,
+        out: Tid,
+    },
+    Act {
+        act: Activation,
+        x: Tid,
+        out: Tid,
+    },
+    Dropout {
+        x: Tid,
+        p: f32,
+        seed: u64,
+        out: Tid,
+    },
+    RowMask {
+        x: Tid,
+        start: IntId,
+        n: usize,
+        out: Tid,
+    },
+    Rope {
+        x: Tid,
+        n: usize,
+        heads: usize,
+        dh: usize,
+        out: Tid,
+    },
+    Embedding {
+        table: Tid,
+        ids: IntId,
+        cols: usize,
+        scale: f32,
+        out: Tid,
+    },
+    Attention {
+        s: AttnShape,
+        inp: AttnIds,
+        start: IntId,
+        lse: B::Buf,
+        out: Tid,
+    },
+    Mix {
+        s: MixShape,
+        l: Tid,
+        v: Tid,
+        start: IntId,
+        out: Tid,
+    },
+    CrossEntropy {
+        logits: Tid,
+        targets: IntId,
+        vocab: usize,
+        lse: B::Buf,
+        count: usize,
+        out: Tid,
+    },
+    Bce {
+        h: Tid,
+        table: Tid,
+        targets: IntId,
+        vocab: usize,
+        seed: u64,
+        count: usize,
+        out: Tid,
+    },
+}
+
+/// The tensors feeding one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnIds {
+    pub q: Option<Tid>,
+    pub k: Option<Tid>,
+    pub v: Tid,
+    pub pos: Option<Tid>,
+    pub u: Option<Tid>,
+    pub l: Option<Tid>,
+}
+
+pub struct Tape<'a, B: Backend> {
+    pub b: &'a B,
+    params: &'a B::Buf,
+    values: Vec<Value<B>>,
+    shapes: Vec<Vec<usize>>,
+    ints: Vec<B::IBuf>,
+    ops: Vec<Op<B>>,
+    record: bool,
+}
+
+impl<'a, B: Backend> Tape<'a, B> {
+    /// A tape over the flat parameter buffer; `record` false runs forward only (evaluation).
+    pub fn new(b: &'a B, params: &'a B::Buf, record: bool) -> Self {
+        Tape {
+            b,
+            params,
+            values: vec![],
+            shapes: vec![],
+            ints: vec![],
+            ops: vec![],
+            record,
+        }
+    }
+
+    pub fn shape(&self, t: Tid) -> &[usize] {
+        &self.shapes[t]
+    }
+
+    pub fn view(&self, t: Tid) -> View<'_, B::Buf> {
+        match &self.values[t] {
+            Value::Owned(buf) => buf.view(),
+            Value::Param { off, len } => self.params.slice(*off, *len),
+        }
+    }
+
+    fn opt_view(&self, t: Option<Tid>) -> Option<View<'_, B::Buf>> {
+        t.map(|t| self.view(t))
+    }
+
+    /// Download a tensor to the host.
+    pub fn to_host(&self, t: Tid) -> Vec<f32> {
+        self.b.download(self.view(t))
+    }
+
+    fn push(&mut self, buf: B::Buf, shape: Vec<usize>) -> Tid {
+        debug_assert_eq!(buf.len(), shape.iter().product::<usize>());
+        self.values.push(Value::Owned(buf));
+        self.shapes.push(shape);
+        self.values.len() - 1
+    }
+
+    fn record(&mut self, op: Op<B>) {
+        if self.record {
+            self.ops.push(op);
+        }
+    }
+
+    fn len(&self, t: Tid) -> usize {
+        self.shapes[t].iter().product()
+    }
+
+    /// A parameter leaf at `off` of the flat buffer.
+    pub fn param(&mut self, off: usize, shape: &[usize]) -> Tid {
+        let len = shape.iter().product();
+        self.values.push(Value::Param { off, len });
+        self.shapes.push(shape.to_vec());
+        self.values.len() - 1
+    }
+
+    /// A constant input (no gradient flows anywhere from it).
+    pub fn constant(&mut self, data: &[f32], shape: &[usize]) -> Tid {
+        let buf = self.b.upload(data);
+        self.push(buf, shape.to_vec())
+    }
+
+    pub fn ints(&mut self, data: &[u32]) -> IntId {
+        self.ints.push(self.b.upload_u32(data));
+        IntId(self.ints.len() - 1)
+    }
+
+    /// out = op(a)·op(b) for 2-D (or batched 3-D) tensors as described by `g`
+    /// (its alpha, beta must be 1, 0; batch strides must not be 0).
+    pub fn matmul(&mut self, a: Tid, b: Tid, g: Gemm) -> Tid {
+        assert!(
+            g.alpha == 1.0 && g.beta == 0.0,
+            "matmul: plain products only"
+        );
+        assert!(
+            g.batch == 1 || (g.stride_a > 0 && g.stride_b > 0),
+            "matmul: no broadcast"
+        );
+        let mut out = self.b.zeros(g.batch * g.m * g.n);
+        self.b.gemm(&g, self.view(a), self.view(b), out.view_mut());
+        let shape = if g.batch == 1 {
+            vec![g.m, g.n]
+        } else {
+            vec![g.batch, g.m, g.n]
+        };
+        let out = self.push(out, shape);
+        self.record(Op::MatMul { a, b, g, out });
+        out
+    }
+
+    /// x·w for x `[rows, in]` and w `[in, out]`, plus an optional bias `[out]`.
+    pub fn linear(&mut self, x: Tid, w: Tid, bias: Option<Tid>) -> Tid {
+        let (rows, inp) = (self.len(x) / self.shapes[w][0], self.shapes[w][0]);
+        let outc = self.shapes[w][1];
+        let y = self.matmul(x, w, Gemm::new(rows, outc, inp, false, false));
+        match bias {
+            Some(b) => self.add_bias(y, b),
+            None => y,
+        }
+    }
+
+    /// out = x + bias, the bias broadcast over the leading rows of x.
+    pub fn add_bias(&mut self, x: Tid, bias: Tid) -> Tid {
+        let mut out = self.b.zeros(self.len(x));
+        self.b.axpy(1.0, self.view(x), out.view_mut());
+        self.b.bias_add(out.view_mut(), self.view(bias));
+        let out = self.push(out, self.shapes[x].clone());
+        self.record(Op::AddBias { x, bias, out });
+        out
+    }
+
+    pub fn add(&mut self, a: Tid, b: Tid) -> Tid {
+        assert_eq!(self.len(a), self.len(b), "add: shapes differ");
+        let mut out = self.b.zeros(self.len(a));
+        self.b.axpy(1.0, self.view(a), out.view_mut());
+        self.b.axpy(1.0, self.view(b), out.view_mut());
+        let out = self.push(out, self.shapes[a].clone());
+        self.record(Op::Add { a, b, out });
+        out
+    }
+
+    pub fn layernorm(&mut self, x: Tid, gamma: Tid, beta: Tid) -> Tid {
+        let rows = self.len(x) / self.len(gamma);
+        let (mut y, mut mean, mut rstd) = (
+            self.b.zeros(self.len(x)),
+            self.b.zeros(rows),
+            self.b.zeros(rows),
+        );
+        self.b.layernorm_fwd(
+            self.view(x),
+            self.view(gamma),
+            self.view(beta),
+            LN_EPS,
+            y.view_mut(),
+            mean.view_mut(),
+            rstd.view_mut(),
+        );
+        let out = self.push(y, self.shapes[x].clone());
+        self.record(Op::LayerNorm {
+            x,
+            gamma,
+            beta,
+            mean,
+            rstd,
+            out,
+        });
+        out
+    }
+
+    pub fn act(&mut self, act: Activation, x: Tid) -> Tid {
+        let mut y = self.b.zeros(self.len(x));
+        self.b.act_fwd(act, self.view(x), y.view_mut());
+        let out = self.push(y, self.shapes[x].clone());
+        self.record(Op::Act { act, x, out });
+        out
+    }
+
+    /// Dropout with the counter-hash mask of `seed`; identity when p is 0.
+    pub fn dropout(&mut self, x: Tid, p: f32, seed: u64) -> Tid {
+        if p <= 0.0 {
+            return x;
+        }
+        let mut y = self.b.zeros(self.len(x));
+        self.b.dropout(self.view(x), p, seed, y.view_mut());
+        let out = self.push(y, self.shapes[x].clone());
+        self.record(Op::Dropout { x, p, seed, out });
+        out
+    }
+
+    /// Zero the rows of padded slots of x `[batch·n, cols]`.
+    pub fn row_mask(&mut self, x: Tid, start: IntId, n: usize) -> Tid {
+        let mut y = self.b.zeros(self.len(x));
+        self.b.axpy(1.0, self.view(x), y.view_mut());
+        self.b.row_mask(y.view_mut(), &self.ints[start.0], n);
+        let out = self.push(y, self.shapes[x].clone());
+        self.record(Op::RowMask { x, start, n, out });
+        out
+    }
+
+    pub fn rope(&mut self, x: Tid, n: usize, heads: usize, dh: usize) -> Tid {
+        let mut y = self.b.zeros(self.len(x));
+        self.b.rope(self.view(x), n, heads, dh, false, y.view_mut());
+        let out = self.push(y, self.shapes[x].clone());
+        self.record(Op::Rope {
+            x,
+            n,
+            heads,
+            dh,
+            out,
+        });
+        out
+    }
+
+    /// Rows `ids` of `table` `[rows, cols]`, times `scale`.
+    pub fn embedding(&mut self, table: Tid, ids: IntId, count: usize, scale: f32) -> Tid {
+        let cols = *self.shapes[table]
+            .last()
+            .expect("embedding: table has a shape");
+        let mut y = self.b.zeros(count * cols);
+        self.b.embedding_fwd(
+            self.view(table),
+            &self.ints[ids.0],
+            cols,
+            scale,
+            y.view_mut(),
+        );
+        let out = self.push(y, vec![count, cols]);
+        self.record(Op::Embedding {
+            table,
+            ids,
+            cols,
+            scale,
+            out,
+        });
+        out
+    }
+
+    pub fn attention(&mut self, s: AttnShape, inp: AttnIds, start: IntId) -> Tid {
+        let rows = s.batch * s.n;
+        let (mut y, mut lse) = (self.b.zeros(rows * s.width()), self.b.zeros(rows * s.heads));
+        let views = self.attn_views(&inp);
+        self.b
+            .attention_fwd(&s, views, &self.ints[start.0], y.view_mut(), lse.view_mut());
+        let out = self.push(y, vec![rows, s.width()]);
+        self.record(Op::Attention {
+            s,
+            inp,
+            start,
+            lse,
+            out,
+        });
+        out
+    }
+
+    fn attn_views(&self, i: &AttnIds) -> AttnInputs<'_, B::Buf> {
+        AttnInputs {
+            q: self.opt_view(i.q),
+            k: self.opt_view(i.k),
+            v: self.view(i.v),
+            pos: self.opt_view(i.pos),
+            u: self.opt_view(i.u),
+            l: self.opt_view(i.l),
+        }
+    }
+
+    /// The `mix` reading's V' = L·V along positions.
+    pub fn mix(&mut self, s: MixShape, l: Tid, v: Tid, start: IntId) -> Tid {
+        let mut y = self.b.zeros(self.len(v));
+        self.b.mix_fwd(
+            &s,
+            self.view(l),
+            self.view(v),
+            &self.ints[start.0],
+            y.view_mut(),
+        );
+        let out = self.push(y, self.shapes[v].clone());
+        self.record(Op::Mix {
+            s,
+            l,
+            v,
+            start,
+            out,
+        });
+        out
+    }
+
+    /// Mean softmax cross-entropy over the rows whose target is not 0 (`count` of them).
+    pub fn cross_entropy(&mut self, logits: Tid, targets: IntId, count: usize) -> Tid {
+        let vocab = *self.shapes[logits].last().expect("logits are 2-D");
+        let rows = self.len(logits) / vocab;
+        let (mut loss, mut lse) = (self.b.zeros(rows), self.b.zeros(rows));
+        self.b.cross_entropy_fwd(
+            self.view(logits),
+            &self.ints[targets.0],
+            vocab,
+            loss.view_mut(),
+            lse.view_mut(),
+        );
+        let out = self.mean_of(&loss, count);
+        self.record(Op::CrossEntropy {
+            logits,
+            targets,
+            vocab,
+            lse,
+            count,
+            out,
+        });
+        out
+    }
+
+    /// Mean BCE of each target against one sampled negative, over `count` non-pad rows.
+    pub fn bce(&mut self, h: Tid, table: Tid, targets: IntId, count: usize, seed: u64) -> Tid {
+        let vocab = self.shapes[table][0];
+        let rows = self.shapes[h][0];
+        let mut loss = self.b.zeros(rows);
+        self.b.bce_fwd(
+            self.view(h),
+            self.view(table),
+            &self.ints[targets.0],
+            vocab,
+            seed,
+            loss.view_mut(),
+        );
+        let out = self.mean_of(&loss, count);
+        self.record(Op::Bce {
+            h,
+            table,
+            targets,
+            vocab,
+            seed,
+            count,
+            out,
+        });
+        out
+    }
+
+    /// Σ rows / count as a one-element tensor, kept on the device in its own precision.
+    fn mean_of(&mut self, rows: &B::Buf, count: usize) -> Tid {
+        let mut sum = self.b.zeros(1);
+        self.b.col_sum(rows.view(), sum.view_mut());
+        let mut mean = self.b.zeros(1);
+        self.b
+            .axpy(1.0 / count.max(1) as f32, sum.view(), mean.view_mut());
+        self.push(mean, vec![1])
+    }
+
+    /// Back-propagate from the scalar `loss`, adding parameter gradients into `pgrads`
+    /// (the flat gradient buffer, laid out like the parameters).
+    pub fn backward(&mut self, loss: Tid, pgrads: &mut B::Buf) {
+        assert!(self.record, "backward on a tape that did not record");
+        let seed = self.b.upload(&[1.0]);
+        self.backward_from(loss, seed, pgrads);
+    }
+
+    /// Back-propagate a given gradient `seed` of tensor `out` (e.g. r for the loss Σ out·r).
+    pub fn backward_from(&mut self, out: Tid, seed: B::Buf, pgrads: &mut B::Buf) {
+        assert!(self.record, "backward on a tape that did not record");
+        assert_eq!(
+            seed.len(),
+            self.len(out),
+            "backward seed has the wrong length"
+        );
+        let mut grads: Vec<Option<B::Buf>> = (0..self.values.len()).map(|_| None).collect();
+        grads[out] = Some(seed);
+        let ops = std::mem::take(&mut self.ops);
+        for op in ops.iter().rev() {
+            self.backward_op(op, &mut grads, pgrads);
+        }
+        self.ops = ops;
+    }
+
+    /// Add `g` into the gradient of `t`.
+    fn acc(&self, grads: &mut [Option<B::Buf>], pgrads: &mut B::Buf, t: Tid, g: B::Buf) {
+        match &self.values[t] {
+            Value::Param { off, len } => self.b.axpy(1.0, g.view(), pgrads.slice_mut(*off, *len)),
+            Value::Owned(_) => match &mut grads[t] {
+                Some(acc) => self.b.axpy(1.0, g.view(), acc.view_mut()),
+                slot => *slot = Some(g),
+            },
+        }
+    }
+
+    fn zeros_like(&self, t: Tid) -> B::Buf {
+        self.b.zeros(self.len(t))
+    }
+
+    fn backward_op(&self, op: &Op<B>, grads: &mut [Option<B::Buf>], pg: &mut B::Buf) {
+        let b = self.b;
+        let out = match op {
+            Op::MatMul { out, .. }
+            | Op::AddBias { out, .. }
+            | Op::Add { out, .. }
+            | Op::LayerNorm { out, .. }
+            | Op::Act { out, .. }
+            | Op::Dropout { out, .. }
+            | Op::RowMask { out, .. }
+            | Op::Rope { out, .. }
+            | Op::Embedding { out, .. }
+            | Op::Attention { out, .. }
+            | Op::Mix { out, .. }
+            | Op::CrossEntropy { out, .. }
+            | Op::Bce { out, .. } => *out,
+        };
+        // An output nothing depended on has no gradient: nothing to propagate.
+        let Some(gout) = grads[out].take() else {
+            return;
+        };
+        let gv = gout.view();
+        match op {
+            Op::MatMul { a, b: bt, g, .. } => {
+                let (da, db) = matmul_grads(g);
+                let mut ga = self.zeros_like(*a);
+                b.gemm(
+                    &da.0,
+                    if da.1 { gv } else { self.view(*bt) },
+                    if da.1 { self.view(*bt) } else { gv },
+                    ga.view_mut(),
+                );
+                let mut gb = self.zeros_like(*bt);
+                b.gemm(
+                    &db.0,
+                    if db.1 { gv } else { self.view(*a) },
+                    if db.1 { self.view(*a) } else { gv },
+                    gb.view_mut(),
+                );
+                self.acc(grads, pg, *a, ga);
+                self.acc(grads, pg, *bt, gb);
+            }
+            Op::AddBias { x, bias, .. } => {
+                let mut gb = self.zeros_like(*bias);
+                b.col_sum(gv, gb.view_mut());
+                self.acc(grads, pg, *bias, gb);
+                self.acc(grads, pg, *x, gout);
+            }
+            Op::Add { a, b: bt, .. } => {
+                let mut ga = self.zeros_like(*a);
+                b.axpy(1.0, gv, ga.view_mut());
+                self.acc(grads, pg, *a, ga);
+                self.acc(grads, pg, *bt, gout);
+            }
+            Op::LayerNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                rstd,
+                ..
+            } => {
+                let (mut dx, mut dg, mut db) = (
+                    self.zeros_like(*x),
+                    self.zeros_like(*gamma),
+                    self.zeros_like(*beta),
+                );
+                b.layernorm_bwd(
+                    self.view(*x),
+                    self.view(*gamma),
+                    mean.view(),
+                    rstd.view(),
+                    gv,
+                    dx.view_mut(),
+                    dg.view_mut(),
+                    db.view_mut(),
+                );
+                self.acc(grads, pg, *x, dx);
+                self.acc(grads, pg, *gamma, dg);
+                self.acc(grads, pg, *beta, db);
+            }
+            Op::Act { act, x, .. } => {
+                let mut dx = self.zeros_like(*x);
+                b.act_bwd(*act, self.view(*x), gv, dx.view_mut());
+                self.acc(grads, pg, *x, dx);
+            }
+            Op::Dropout { x, p, seed, .. } => {
+                let mut dx = self.zeros_like(*x);
+                b.dropout(gv, *p, *seed, dx.view_mut());
+                self.acc(grads, pg, *x, dx);
+            }
+            Op::RowMask { x, start, n, .. } => {
+                let mut dx = gout;
+                b.row_mask(dx.view_mut(), &self.ints[start.0], *n);
+                self.acc(grads, pg, *x, dx);
+            }
+            Op::Rope {
+                x, n, heads, dh, ..
+            } => {
+                let mut dx = self.zeros_like(*x);
+                b.rope(gv, *n, *heads, *dh, true, dx.view_mut());
+                self.acc(grads, pg, *x, dx);
+            }
+            Op::Embedding {
+                table,
+                ids,
+                cols,
+                scale,
+                ..
+            } => {
+                let mut dt = self.zeros_like(*table);
+                b.embedding_bwd(&self.ints[ids.0], gv, *cols, *scale, dt.view_mut());
+                self.acc(grads, pg, *table, dt);
+            }
+            Op::Attention {
+                s,
+                inp,
+                start,
+                lse,
+                out,
+            } => {
+                let z = |t: Option<Tid>| t.map(|t| self.zeros_like(t));
+                let (mut dq, mut dk, mut dpos, mut du, mut dl) =
+                    (z(inp.q), z(inp.k), z(inp.pos), z(inp.u), z(inp.l));
+                let mut dv = self.zeros_like(inp.v);
+                b.attention_bwd(
+                    s,
+                    self.attn_views(inp),
+                    &self.ints[start.0],
+                    self.view(*out),
+                    lse.view(),
+                    gv,
+                    AttnGrads {
+                        dq: dq.as_mut().map(|x| x.view_mut()),
+                        dk: dk.as_mut().map(|x| x.view_mut()),
+                        dv: dv.view_mut(),
+                        dpos: dpos.as_mut().map(|x| x.view_mut()),
+                        du: du.as_mut().map(|x| x.view_mut()),
+                        dl: dl.as_mut().map(|x| x.view_mut()),
+                    },
+                );
+                self.acc(grads, pg, inp.v, dv);
+                for (t, g) in [
+                    (inp.q, dq),
+                    (inp.k, dk),
+                    (inp.pos, dpos),
+                    (inp.u, du),
+                    (inp.l, dl),
+                ] {
+                    if let (Some(t), Some(g)) = (t, g) {
+                        self.acc(grads, pg, t, g);
+                    }
+                }
+            }
+            Op::Mix { s, l, v, start, .. } => {
+                let (mut dl, mut dv) = (self.zeros_like(*l), self.zeros_like(*v));
+                b.mix_bwd(
+                    s,
+                    self.view(*l),
+                    self.view(*v),
+                    &self.ints[start.0],
+                    gv,
+                    dv.view_mut(),
+                    dl.view_mut(),
+                );
+                self.acc(grads, pg, *v, dv);
+                self.acc(grads, pg, *l, dl);
+            }
+            Op::CrossEntropy {
+                logits,
+                targets,
+                vocab,
+                lse,
+                count,
+                ..
+            } => {
+                let scale = b.download(gv)[0] / (*count).max(1) as f32;
+                let mut dl = self.zeros_like(*logits);
+                b.cross_entropy_bwd(
+                    self.view(*logits),
+                    lse.view(),
+                    &self.ints[targets.0],
+                    *vocab,
+                    scale,
+                    dl.view_mut(),
+                );
+                self.acc(grads, pg, *logits, dl);
+            }
+            Op::Bce {
+                h,
+                table,
+                targets,
+                vocab,
+                seed,
+                count,
+                ..
+            } => {
+                let scale = b.download(gv)[0] / (*count).max(1) as f32;
+                let (mut dh, mut dt) = (self.zeros_like(*h), self.zeros_like(*table));
+                b.bce_bwd(
+                    self.view(*h),
+                    self.view(*table),
+                    &self.ints[targets.0],
+                    *vocab,
+                    *seed,
+                    scale,
+                    dh.view_mut(),
+                    dt.view_mut(),
+                );
+                self.acc(grads, pg, *h, dh);
+                self.acc(grads, pg, *table, dt);
+            }
+        }
+    }
+}
+
+/// Layer-norm epsilon (PyTorch's default).
+pub const LN_EPS: f32 = 1e-5;
+
+/// The two products giving dA and dB of C = op(A)·op(B) (per batch).
+///
+/// Each is (descriptor, dC-first): when dC-first is true the product is `dC · other`,
+/// else `other · dC`, where `other` is the remaining input of the forward.
+fn matmul_grads(g: &Gemm) -> ((Gemm, bool), (Gemm, bool)) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let batched = |x: Gemm, sa: usize, sb: usize, sc: usize| x.batched(g.batch, sa, sb, sc);
+    let sc = g.stride_c;
+    // dA' = dC·B'ᵀ and dB' = A'ᵀ·dC, transposed back when A or B is stored transposed.
+    let da = if !g.trans_a {
+        (
+            batched(
+                Gemm::new(m, k, n, false, !g.trans_b),
+                sc,
+                g.stride_b,
+                g.stride_a,
+            ),
+            true,
+        )
+    } else {
+        (
+            batched(
+                Gemm::new(k, m, n, g.trans_b, true),
+                g.stride_b,
+                sc,
+                g.stride_a,
+            ),
+            false,
+        )
+    };
+    let db = if !g.trans_b {
+        (
+            batched(
+                Gemm::new(k, n, m, !g.trans_a, false),
+                g.stride_a,
+                sc,
+                g.stride_b,
+            ),
+            false,
+        )
+    } else {
+        (
+            batched(
+                Gemm::new(n, k, m, true, g.trans_a),
+                sc,
+                g.stride_a,
+                g.stride_b,
+            ),
+            true,
+        )
+    };
+    (da, db)
+}

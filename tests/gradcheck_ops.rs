@@ -1,0 +1,153 @@
+//! Finite-difference gradient checks of every tape op except attention (tests/attention.rs),
+//! in f64: |analytic − numeric| ≤ 1e-6 + 1e-5·|numeric| with central differences, h = 1e-5.
+
+mod common;
+use common::*;
+use pasa::backend::{Activation, Gemm, KernelKind, MixShape};
+
+const H: f64 = 1e-5;
+
+fn check(
+    what: &str,
+    shapes: &[(&str, &[usize])],
+    build: &dyn Fn(&mut pasa::tape::Tape<B64>, &[usize]) -> usize,
+) {
+    let (ps, init) = random_params(shapes, 7);
+    let rep = gradcheck(&ps, &init, 11, H, 400, build);
+    assert_grad_ok(what, &ps, &rep);
+}
+
+#[test]
+fn matmul_every_transpose_and_batched() {
+    let (m, n, k) = (3, 5, 4);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let sa: &[usize] = if ta { &[k, m] } else { &[m, k] };
+        let sb: &[usize] = if tb { &[n, k] } else { &[k, n] };
+        check(
+            &format!("matmul ta={ta} tb={tb}"),
+            &[("a", sa), ("b", sb)],
+            &|t, p| t.matmul(p[0], p[1], Gemm::new(m, n, k, ta, tb)),
+        );
+        let ba: Vec<usize> = [&[2usize][..], sa].concat();
+        let bb: Vec<usize> = [&[2usize][..], sb].concat();
+        check(
+            &format!("batched matmul ta={ta} tb={tb}"),
+            &[("a", &ba), ("b", &bb)],
+            &|t, p| {
+                t.matmul(
+                    p[0],
+                    p[1],
+                    Gemm::new(m, n, k, ta, tb).batched(2, m * k, k * n, m * n),
+                )
+            },
+        );
+    }
+}
+
+#[test]
+fn linear_bias_and_add() {
+    check(
+        "linear",
+        &[("x", &[7, 3]), ("w", &[3, 5]), ("b", &[5])],
+        &|t, p| t.linear(p[0], p[1], Some(p[2])),
+    );
+    check("add", &[("a", &[4, 3]), ("b", &[4, 3])], &|t, p| {
+        t.add(p[0], p[1])
+    });
+    // Broadcast over the batch, as for the position embedding.
+    check(
+        "add_bias over [2, 3·4]",
+        &[("x", &[6, 4]), ("pe", &[3, 4])],
+        &|t, p| t.add_bias(p[0], p[1]),
+    );
+}
+
+#[test]
+fn layernorm() {
+    check(
+        "layernorm",
+        &[("x", &[5, 7]), ("g", &[7]), ("b", &[7])],
+        &|t, p| t.layernorm(p[0], p[1], p[2]),
+    );
+}
+
+#[test]
+fn activations() {
+    // N(0,1) inputs: a ReLU kink within h = 1e-5 of a sample has probability ~1e-5.
+    check("relu", &[("x", &[6, 5])], &|t, p| {
+        t.act(Activation::Relu, p[0])
+    });
+    check("gelu", &[("x", &[6, 5])], &|t, p| {
+        t.act(Activation::Gelu, p[0])
+    });
+}
+
+#[test]
+fn dropout_and_row_mask() {
+    check("dropout", &[("x", &[6, 5])], &|t, p| {
+        t.dropout(p[0], 0.3, 99)
+    });
+    check("row_mask", &[("x", &[2 * 4, 3])], &|t, p| {
+        let start = t.ints(&[1, 4]);
+        t.row_mask(p[0], start, 4)
+    });
+}
+
+#[test]
+fn rope_odd_head_width() {
+    check("rope", &[("x", &[2 * 5, 2 * 5])], &|t, p| {
+        t.rope(p[0], 5, 2, 5)
+    });
+}
+
+#[test]
+fn embedding_with_repeats_and_padding() {
+    check("embedding", &[("table", &[6, 4])], &|t, p| {
+        let ids = t.ints(&[0, 3, 3, 5, 1]);
+        t.embedding(p[0], ids, 5, 1.7)
+    });
+}
+
+#[test]
+fn cross_entropy_with_ignored_rows() {
+    check("cross_entropy", &[("logits", &[4, 6])], &|t, p| {
+        let tg = t.ints(&[2, 0, 5, 1]);
+        t.cross_entropy(p[0], tg, 3)
+    });
+}
+
+#[test]
+fn bce_with_sampled_negatives() {
+    check("bce", &[("h", &[5, 3]), ("table", &[7, 3])], &|t, p| {
+        let tg = t.ints(&[2, 0, 6, 1, 2]);
+        t.bce(p[0], p[1], tg, 4, 1234)
+    });
+}
+
+#[test]
+fn mix_all_kernels() {
+    for kind in [KernelKind::Full, KernelKind::Toeplitz] {
+        for (heads, l_heads) in [(1, 1), (2, 1), (2, 2)] {
+            let (batch, n, dh) = (2, 5, 3);
+            let s = MixShape {
+                batch,
+                n,
+                heads,
+                dh,
+                l: kind,
+                l_heads,
+            };
+            check(
+                &format!("mix {kind:?} heads {heads} l_heads {l_heads}"),
+                &[
+                    ("l", &[l_heads, kind.len(n)]),
+                    ("v", &[batch * n, heads * dh]),
+                ],
+                &|t, p| {
+                    let start = t.ints(&[0, 2]);
+                    t.mix(s, p[0], p[1], start)
+                },
+            );
+        }
+    }
+}
