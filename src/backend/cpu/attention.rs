@@ -1,0 +1,569 @@
+//! Fused attention with positional kernels on the CPU (DESIGN §1–2): the `weight` reading's
+//! forward and backward, and the `mix` reading's value mixing V' = L·V.
+//!
+//! Work is split over the batch: every task owns whole windows (all heads), so the per-window
+//! gradients (dq, dk, dv) are written without sharing. Gradients of parameters shared across
+//! the batch (pos, U, L) go to per-group partial buffers that are summed afterwards in a fixed
+//! order, so results do not depend on the thread count or on scheduling.
+
+use rayon::prelude::*;
+
+use crate::backend::{AttnShape, KernelKind, MixShape, ScoreSource};
+
+/// Upper bound on the number of batch groups whose kernel-gradient partials are kept apart.
+/// Fixed (not the thread count) so that gradients are bitwise reproducible on any machine.
+const MAX_GROUPS: usize = 16;
+
+/// Dot product with eight independent accumulators, so that it vectorises without fast-math.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for t in 0..8 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// y += a·x.
+#[inline]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// One head's parameters of a kernel (`heads == 1`: shared by all heads).
+#[inline]
+fn kernel_head(params: &[f32], kind: KernelKind, n: usize, kheads: usize, h: usize) -> &[f32] {
+    let len = kind.len(n);
+    let kh = if kheads == 1 { 0 } else { h };
+    &params[kh * len..(kh + 1) * len]
+}
+
+#[inline]
+fn kernel_head_mut(
+    params: &mut [f32],
+    kind: KernelKind,
+    n: usize,
+    kheads: usize,
+    h: usize,
+) -> &mut [f32] {
+    let len = kind.len(n);
+    let kh = if kheads == 1 { 0 } else { h };
+    &mut params[kh * len..(kh + 1) * len]
+}
+
+/// Writes K_ij for j in st..=i into `out[st..=i]` (`none` gives `none_value`).
+#[inline]
+fn kernel_row(kind: KernelKind, p: &[f32], i: usize, st: usize, none_value: f32, out: &mut [f32]) {
+    match kind {
+        KernelKind::None => out[st..=i].fill(none_value),
+        KernelKind::Full => {
+            let base = i * (i + 1) / 2;
+            out[st..=i].copy_from_slice(&p[base + st..=base + i]);
+        }
+        KernelKind::Toeplitz => {
+            for j in st..=i {
+                out[j] = p[i - j];
+            }
+        }
+    }
+}
+
+/// Adds `row[st..=i]` into the gradient of row i of a kernel (Toeplitz: along the diagonals).
+#[inline]
+fn kernel_row_add(kind: KernelKind, g: &mut [f32], i: usize, st: usize, row: &[f32]) {
+    match kind {
+        KernelKind::None => {}
+        KernelKind::Full => {
+            let base = i * (i + 1) / 2;
+            for (gv, rv) in g[base + st..=base + i].iter_mut().zip(&row[st..=i]) {
+                *gv += rv;
+            }
+        }
+        KernelKind::Toeplitz => {
+            for j in st..=i {
+                g[i - j] += row[j];
+            }
+        }
+    }
+}
+
+/// Splits `buf` into `count` consecutive chunks of `chunk` elements (the last may be shorter);
+/// an empty `buf` (a gradient that is not wanted) gives `count` empty chunks.
+fn split_chunks(buf: &mut [f32], chunk: usize, count: usize) -> Vec<&mut [f32]> {
+    if buf.is_empty() {
+        return (0..count).map(|_| <&mut [f32]>::default()).collect();
+    }
+    buf.chunks_mut(chunk).collect()
+}
+
+/// Batch groups: (windows per group, number of groups).
+fn groups(batch: usize) -> (usize, usize) {
+    let per = batch.div_ceil(MAX_GROUPS.min(batch).max(1)).max(1);
+    (per, batch.div_ceil(per))
+}
+
+/// Sums per-group partial buffers into `out` in group order (overwrites `out`).
+fn sum_partials<'a>(out: &mut [f32], parts: impl Iterator<Item = &'a [f32]>) {
+    out.fill(0.0);
+    for p in parts {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+}
+
+/// The scaled dropout factor of probability (b, h, i, j): 1 without dropout.
+#[inline]
+fn dropout_factor(s: &AttnShape, b: usize, h: usize, i: usize, j: usize, inv_keep: f32) -> f32 {
+    if s.dropout > 0.0 {
+        if crate::rng::keep(s.seed, s.dropout_index(b, h, i, j), s.dropout) {
+            inv_keep
+        } else {
+            0.0
+        }
+    } else {
+        1.0
+    }
+}
+
+fn inv_keep(s: &AttnShape) -> f32 {
+    // dropout ≥ 1 drops everything; avoid an infinite scale times zero.
+    if s.dropout < 1.0 {
+        1.0 / (1.0 - s.dropout)
+    } else {
+        0.0
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_attn_inputs(
+    s: &AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos: &[f32],
+    u: &[f32],
+    l: &[f32],
+    start: &[u32],
+) {
+    let act = s.batch * s.n * s.width();
+    assert_eq!(v.len(), act, "v length");
+    assert_eq!(start.len(), s.batch, "start length");
+    match s.score {
+        ScoreSource::Content => {
+            assert_eq!(q.len(), act, "q length");
+            assert_eq!(k.len(), act, "k length");
+        }
+        ScoreSource::Positional => assert_eq!(pos.len(), s.heads * s.n * s.n, "pos length"),
+    }
+    assert!(s.u_heads == 1 || s.u_heads == s.heads, "u_heads");
+    assert!(s.l_heads == 1 || s.l_heads == s.heads, "l_heads");
+    if s.u != KernelKind::None {
+        assert_eq!(u.len(), s.u_heads * s.u.len(s.n), "u length");
+    }
+    if s.l != KernelKind::None {
+        assert_eq!(l.len(), s.l_heads * s.l.len(s.n), "l length");
+    }
+}
+
+/// Per-window scratch rows, allocated once per task.
+struct Rows {
+    c: Vec<f32>,
+    sc: Vec<f32>,
+    u: Vec<f32>,
+    l: Vec<f32>,
+    gu: Vec<f32>,
+    gl: Vec<f32>,
+}
+
+impl Rows {
+    fn new(n: usize) -> Self {
+        Rows {
+            c: vec![0.0; n],
+            sc: vec![0.0; n],
+            u: vec![0.0; n],
+            l: vec![0.0; n],
+            gu: vec![0.0; n],
+            gl: vec![0.0; n],
+        }
+    }
+}
+
+/// Unmodulated scores c_ij for j in st..=i of head h, row i of window b, into `c[st..=i]`.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn scores_row(
+    s: &AttnShape,
+    q: &[f32],
+    k: &[f32],
+    pos: &[f32],
+    b: usize,
+    h: usize,
+    i: usize,
+    st: usize,
+    c: &mut [f32],
+) {
+    let (n, w, dh) = (s.n, s.width(), s.dh);
+    let scale = s.scale();
+    match s.score {
+        ScoreSource::Content => {
+            let qo = (b * n + i) * w + h * dh;
+            let qi = &q[qo..qo + dh];
+            for (j, cj) in c.iter_mut().enumerate().take(i + 1).skip(st) {
+                let ko = (b * n + j) * w + h * dh;
+                *cj = dot(qi, &k[ko..ko + dh]) * scale;
+            }
+        }
+        ScoreSource::Positional => {
+            let row = &pos[(h * n + i) * n..(h * n + i) * n + n];
+            for (cj, pj) in c[st..=i].iter_mut().zip(&row[st..=i]) {
+                *cj = pj * scale;
+            }
+        }
+    }
+}
+
+/// Forward of the `weight` reading. Writes y [B,n,H*dh] and lse [B,H,n].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    s: &AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos: &[f32],
+    u: &[f32],
+    l: &[f32],
+    start: &[u32],
+    y: &mut [f32],
+    lse: &mut [f32],
+) {
+    check_attn_inputs(s, q, k, v, pos, u, l, start);
+    let (n, w, dh, heads) = (s.n, s.width(), s.dh, s.heads);
+    assert_eq!(y.len(), s.batch * n * w, "y length");
+    assert_eq!(lse.len(), s.batch * heads * n, "lse length");
+    if s.batch == 0 || n == 0 || w == 0 {
+        y.fill(0.0);
+        lse.fill(0.0);
+        return;
+    }
+    let inv = inv_keep(s);
+    y.par_chunks_mut(n * w)
+        .zip(lse.par_chunks_mut(heads * n))
+        .enumerate()
+        .for_each_init(
+            || Rows::new(n),
+            |r, (b, (yb, lseb))| {
+                yb.fill(0.0);
+                lseb.fill(0.0);
+                let st = (start[b] as usize).min(n);
+                for h in 0..heads {
+                    let uh = kernel_head(u, s.u, n, s.u_heads, h);
+                    let lh = kernel_head(l, s.l, n, s.l_heads, h);
+                    for i in st..n {
+                        scores_row(s, q, k, pos, b, h, i, st, &mut r.c);
+                        kernel_row(s.u, uh, i, st, 1.0, &mut r.u);
+                        kernel_row(s.l, lh, i, st, 1.0, &mut r.l);
+                        let mut mx = f32::NEG_INFINITY;
+                        for j in st..=i {
+                            r.sc[j] = r.c[j] * r.u[j];
+                            mx = mx.max(r.sc[j]);
+                        }
+                        let mut sum = 0.0f32;
+                        for j in st..=i {
+                            let e = (r.sc[j] - mx).exp();
+                            r.sc[j] = e;
+                            sum += e;
+                        }
+                        lseb[h * n + i] = mx + sum.ln();
+                        let norm = 1.0 / sum;
+                        let yi = &mut yb[i * w + h * dh..i * w + (h + 1) * dh];
+                        for j in st..=i {
+                            let m = dropout_factor(s, b, h, i, j, inv);
+                            let a = r.sc[j] * norm * m * r.l[j];
+                            if a != 0.0 {
+                                axpy(yi, a, &v[(b * n + j) * w + h * dh..][..dh]);
+                            }
+                        }
+                    }
+                }
+            },
+        );
+}
+
+/// Per-group partial gradients of the parameters shared across the batch.
+struct Partial {
+    dpos: Vec<f32>,
+    du: Vec<f32>,
+    dl: Vec<f32>,
+}
+
+/// Backward. Overwrites (does not accumulate) every gradient slice it is given.
+/// dq, dk: [B,n,H*dh] (empty slices when score is Positional); dv like v;
+/// dpos [H,n,n] (empty when score is Content; upper part j>i written 0);
+/// du [u_heads, u.len(n)] (empty when u is None); dl likewise for l.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    s: &AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos: &[f32],
+    u: &[f32],
+    l: &[f32],
+    start: &[u32],
+    y: &[f32],
+    lse: &[f32],
+    dy: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dpos: &mut [f32],
+    du: &mut [f32],
+    dl: &mut [f32],
+) {
+    check_attn_inputs(s, q, k, v, pos, u, l, start);
+    let (n, w, dh, heads) = (s.n, s.width(), s.dh, s.heads);
+    let act = s.batch * n * w;
+    assert_eq!(y.len(), act, "y length");
+    assert_eq!(dy.len(), act, "dy length");
+    assert_eq!(lse.len(), s.batch * heads * n, "lse length");
+    assert_eq!(dv.len(), act, "dv length");
+    let content = s.score == ScoreSource::Content;
+    if content {
+        assert_eq!(dq.len(), act, "dq length");
+        assert_eq!(dk.len(), act, "dk length");
+    } else {
+        assert_eq!(dpos.len(), heads * n * n, "dpos length");
+    }
+    let du_len = if s.u == KernelKind::None {
+        0
+    } else {
+        s.u_heads * s.u.len(n)
+    };
+    let dl_len = if s.l == KernelKind::None {
+        0
+    } else {
+        s.l_heads * s.l.len(n)
+    };
+    assert_eq!(du.len(), du_len, "du length");
+    assert_eq!(dl.len(), dl_len, "dl length");
+    let dpos_len = if content { 0 } else { heads * n * n };
+
+    dq.fill(0.0);
+    dk.fill(0.0);
+    dv.fill(0.0);
+    if s.batch == 0 || n == 0 || w == 0 {
+        dpos.fill(0.0);
+        du.fill(0.0);
+        dl.fill(0.0);
+        return;
+    }
+    let (per, ngroups) = groups(s.batch);
+    let chunk = per * n * w;
+    let tasks: Vec<_> = split_chunks(dq, chunk, ngroups)
+        .into_iter()
+        .zip(split_chunks(dk, chunk, ngroups))
+        .zip(split_chunks(dv, chunk, ngroups))
+        .enumerate()
+        .collect();
+    let inv = inv_keep(s);
+    let scale = s.scale();
+
+    let parts: Vec<Partial> = tasks
+        .into_par_iter()
+        .map(|(g, ((dqg, dkg), dvg))| {
+            let mut part = Partial {
+                dpos: vec![0.0; dpos_len],
+                du: vec![0.0; du_len],
+                dl: vec![0.0; dl_len],
+            };
+            let mut r = Rows::new(n);
+            let b0 = g * per;
+            let b1 = (b0 + per).min(s.batch);
+            for b in b0..b1 {
+                let st = (start[b] as usize).min(n);
+                // Offsets of window b inside this group's gradient chunks.
+                let lo = (b - b0) * n * w;
+                for h in 0..heads {
+                    let uh = kernel_head(u, s.u, n, s.u_heads, h);
+                    let lh = kernel_head(l, s.l, n, s.l_heads, h);
+                    for i in st..n {
+                        let ro = (b * n + i) * w + h * dh;
+                        let gi = &dy[ro..ro + dh];
+                        let di = dot(gi, &y[ro..ro + dh]);
+                        let lse_i = lse[(b * heads + h) * n + i];
+                        scores_row(s, q, k, pos, b, h, i, st, &mut r.c);
+                        kernel_row(s.u, uh, i, st, 1.0, &mut r.u);
+                        kernel_row(s.l, lh, i, st, 1.0, &mut r.l);
+                        let qi = if content { &q[ro..ro + dh] } else { &[][..] };
+                        for j in st..=i {
+                            let jo = (b * n + j) * w + h * dh;
+                            let p = (r.c[j] * r.u[j] - lse_i).exp();
+                            let m = dropout_factor(s, b, h, i, j, inv);
+                            let e = dot(gi, &v[jo..jo + dh]);
+                            let pm = p * m;
+                            let lj = lo + (j * w + h * dh);
+                            if pm != 0.0 {
+                                axpy(&mut dvg[lj..lj + dh], pm * r.l[j], gi);
+                            }
+                            r.gl[j] = pm * e;
+                            let ds = p * (m * r.l[j] * e - di);
+                            r.gu[j] = ds * r.c[j];
+                            let dc = ds * r.u[j] * scale;
+                            if content {
+                                let li = lo + (i * w + h * dh);
+                                axpy(&mut dqg[li..li + dh], dc, &k[jo..jo + dh]);
+                                axpy(&mut dkg[lj..lj + dh], dc, qi);
+                            } else {
+                                part.dpos[(h * n + i) * n + j] += dc;
+                            }
+                        }
+                        if du_len > 0 {
+                            let g = kernel_head_mut(&mut part.du, s.u, n, s.u_heads, h);
+                            kernel_row_add(s.u, g, i, st, &r.gu);
+                        }
+                        if dl_len > 0 {
+                            let g = kernel_head_mut(&mut part.dl, s.l, n, s.l_heads, h);
+                            kernel_row_add(s.l, g, i, st, &r.gl);
+                        }
+                    }
+                }
+            }
+            part
+        })
+        .collect();
+
+    // With Content scores dpos is empty; with Positional its upper part stays 0.
+    sum_partials(dpos, parts.iter().map(|p| &p.dpos[..]));
+    sum_partials(du, parts.iter().map(|p| &p.du[..]));
+    sum_partials(dl, parts.iter().map(|p| &p.dl[..]));
+}
+
+/// The `mix` reading's value mixing: out_j = Σ_{m≤j, m≥start[b]} L_jm v_m per batch and head.
+/// (L = identity when kind is None: out = v.)  Padded positions (j < start[b]) output 0.
+pub fn mix_forward(s: &MixShape, l: &[f32], v: &[f32], start: &[u32], out: &mut [f32]) {
+    let (n, dh, heads) = (s.n, s.dh, s.heads);
+    let w = heads * dh;
+    assert_eq!(v.len(), s.batch * n * w, "v length");
+    assert_eq!(out.len(), v.len(), "out length");
+    assert_eq!(start.len(), s.batch, "start length");
+    assert!(s.l_heads == 1 || s.l_heads == heads, "l_heads");
+    if s.l != KernelKind::None {
+        assert_eq!(l.len(), s.l_heads * s.l.len(n), "l length");
+    }
+    if s.batch == 0 || n == 0 || w == 0 {
+        return;
+    }
+    out.par_chunks_mut(n * w).enumerate().for_each_init(
+        || vec![0f32; n],
+        |row, (b, ob)| {
+            ob.fill(0.0);
+            let st = (start[b] as usize).min(n);
+            let vb = &v[b * n * w..(b + 1) * n * w];
+            if s.l == KernelKind::None {
+                ob[st * w..].copy_from_slice(&vb[st * w..]);
+                return;
+            }
+            for h in 0..heads {
+                let lh = kernel_head(l, s.l, n, s.l_heads, h);
+                for j in st..n {
+                    kernel_row(s.l, lh, j, st, 0.0, row);
+                    let oj = &mut ob[j * w + h * dh..j * w + (h + 1) * dh];
+                    for m in st..=j {
+                        if row[m] != 0.0 {
+                            axpy(oj, row[m], &vb[m * w + h * dh..m * w + (h + 1) * dh]);
+                        }
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// Overwrites dv and dl (dl summed over batch, and over heads when l_heads == 1).
+pub fn mix_backward(
+    s: &MixShape,
+    l: &[f32],
+    v: &[f32],
+    start: &[u32],
+    dout: &[f32],
+    dv: &mut [f32],
+    dl: &mut [f32],
+) {
+    let (n, dh, heads) = (s.n, s.dh, s.heads);
+    let w = heads * dh;
+    let act = s.batch * n * w;
+    assert_eq!(v.len(), act, "v length");
+    assert_eq!(dout.len(), act, "dout length");
+    assert_eq!(dv.len(), act, "dv length");
+    assert_eq!(start.len(), s.batch, "start length");
+    assert!(s.l_heads == 1 || s.l_heads == heads, "l_heads");
+    let dl_len = if s.l == KernelKind::None {
+        0
+    } else {
+        s.l_heads * s.l.len(n)
+    };
+    if s.l != KernelKind::None {
+        assert_eq!(l.len(), dl_len, "l length");
+    }
+    assert_eq!(dl.len(), dl_len, "dl length");
+    dv.fill(0.0);
+    if s.batch == 0 || n == 0 || w == 0 {
+        dl.fill(0.0);
+        return;
+    }
+    let (per, ngroups) = groups(s.batch);
+    let tasks: Vec<_> = dv.chunks_mut(per * n * w).enumerate().collect();
+    debug_assert_eq!(tasks.len(), ngroups);
+    let parts: Vec<Vec<f32>> = tasks
+        .into_par_iter()
+        .map(|(g, dvg)| {
+            let mut part = vec![0f32; dl_len];
+            let mut row = vec![0f32; n];
+            let mut grow = vec![0f32; n];
+            let b0 = g * per;
+            let b1 = (b0 + per).min(s.batch);
+            for b in b0..b1 {
+                let st = (start[b] as usize).min(n);
+                let dvb = &mut dvg[(b - b0) * n * w..(b - b0 + 1) * n * w];
+                let vb = &v[b * n * w..(b + 1) * n * w];
+                let gb = &dout[b * n * w..(b + 1) * n * w];
+                if s.l == KernelKind::None {
+                    dvb[st * w..].copy_from_slice(&gb[st * w..]);
+                    continue;
+                }
+                for h in 0..heads {
+                    let lh = kernel_head(l, s.l, n, s.l_heads, h);
+                    for j in st..n {
+                        kernel_row(s.l, lh, j, st, 0.0, &mut row);
+                        let gj = &gb[j * w + h * dh..j * w + (h + 1) * dh];
+                        for m in st..=j {
+                            let mo = m * w + h * dh;
+                            if row[m] != 0.0 {
+                                axpy(&mut dvb[mo..mo + dh], row[m], gj);
+                            }
+                            grow[m] = dot(gj, &vb[mo..mo + dh]);
+                        }
+                        let gh = kernel_head_mut(&mut part, s.l, n, s.l_heads, h);
+                        kernel_row_add(s.l, gh, j, st, &grow);
+                    }
+                }
+            }
+            part
+        })
+        .collect();
+    sum_partials(dl, parts.iter().map(|p| &p[..]));
+}
