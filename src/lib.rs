@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod eval;
 pub mod rng;
 
 pub use error::{Error, Result};
