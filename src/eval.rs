@@ -14,8 +14,6 @@
 //!   [`Metrics::nan_scores`] (over the candidates each protocol ranks, target included).
 //! - Top-K lists (for coverage) order by score descending, NaN last, ties by lower item id.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -151,69 +149,46 @@ impl fmt::Display for Metrics {
     }
 }
 
-/// Total order on scores with NaN below everything.
+/// Packs (score, id) into one integer whose natural order is the top-K order: higher score
+/// first (NaN lowest, -0 equal to +0), then lower id. Integer keys make the selection cheap
+/// and independent of the input order.
 #[inline]
-fn score_cmp(a: f32, b: f32) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Less,
-        (false, true) => Ordering::Greater,
-    }
+fn rank_key(score: f32, id: u32) -> u64 {
+    let s = if score.is_nan() {
+        0
+    } else {
+        // `+ 0.0` turns -0 into +0 so the two tie, as they do for the rank.
+        let b = (score + 0.0).to_bits();
+        if b & 0x8000_0000 != 0 {
+            !b
+        } else {
+            b | 0x8000_0000
+        }
+    };
+    ((s as u64) << 32) | (!id) as u64
 }
 
-/// A top-K candidate; `Greater` means ranked higher (higher score, then lower id).
-#[derive(Clone, Copy, Debug)]
-struct Cand {
-    score: f32,
-    id: u32,
-}
-
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        score_cmp(self.score, o.score).then(o.id.cmp(&self.id))
-    }
-}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl PartialEq for Cand {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Cand {}
-
-/// Keeps the best `MAX_K` candidates seen so far; the heap's top is the worst kept.
+/// Collects candidate keys, then selects the best `MAX_K` with one partial selection.
 struct TopK {
-    heap: BinaryHeap<Reverse<Cand>>,
+    keys: Vec<u64>,
 }
 
 impl TopK {
-    fn new() -> Self {
-        TopK {
-            heap: BinaryHeap::with_capacity(MAX_K + 1),
-        }
-    }
     #[inline]
-    fn offer(&mut self, c: Cand) {
-        if self.heap.len() < MAX_K {
-            self.heap.push(Reverse(c));
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if c > worst.0 {
-                *worst = Reverse(c);
-            }
-        }
+    fn push(&mut self, score: f32, id: u32) {
+        self.keys.push(rank_key(score, id));
     }
-    /// Drains the kept candidates, best first.
+    /// Writes the best `MAX_K` ids (fewer if fewer candidates), best first, and resets.
     fn drain_sorted(&mut self, out: &mut Vec<u32>) {
-        out.clear();
-        while let Some(Reverse(c)) = self.heap.pop() {
-            out.push(c.id);
+        let k = MAX_K.min(self.keys.len());
+        if self.keys.len() > k {
+            self.keys.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+            self.keys.truncate(k);
         }
-        out.reverse();
+        self.keys.sort_unstable_by(|a, b| b.cmp(a));
+        out.clear();
+        out.extend(self.keys.iter().map(|&x| !(x as u32)));
+        self.keys.clear();
     }
 }
 
@@ -253,7 +228,9 @@ impl RankingAccumulator {
             best_pos: vec![u8::MAX; num_items + 1],
             mark: vec![0; num_items + 1],
             epoch: 0,
-            topk: TopK::new(),
+            topk: TopK {
+                keys: Vec::with_capacity(num_items),
+            },
             top_ids: Vec::with_capacity(MAX_K),
             negatives: Vec::with_capacity(SAMPLED_NEGATIVES),
         }
@@ -296,10 +273,7 @@ impl RankingAccumulator {
                 let items = &scores[1..];
                 self.nan_scores += items.iter().filter(|s| s.is_nan()).count();
                 for (i, &s) in items.iter().enumerate() {
-                    self.topk.offer(Cand {
-                        score: s,
-                        id: i as u32 + 1,
-                    });
+                    self.topk.push(s, i as u32 + 1);
                 }
                 if t.is_nan() {
                     n - 1
@@ -328,18 +302,8 @@ impl RankingAccumulator {
                 let nans = items.iter().filter(|s| s.is_nan()).count();
                 self.nan_scores += nans - excluded_nan;
                 for (i, &s) in items.iter().enumerate() {
-                    let id = i + 1;
-                    // Check the mark only for candidates good enough to matter.
-                    let c = Cand {
-                        score: s,
-                        id: id as u32,
-                    };
-                    let admissible = match self.topk.heap.peek() {
-                        Some(w) if self.topk.heap.len() >= MAX_K => c > w.0,
-                        _ => true,
-                    };
-                    if admissible && self.mark[id] != epoch {
-                        self.topk.offer(c);
+                    if self.mark[i + 1] != epoch {
+                        self.topk.push(s, i as u32 + 1);
                     }
                 }
                 let candidates = n - excluded;
@@ -352,16 +316,13 @@ impl RankingAccumulator {
             Protocol::Sampled100 => {
                 self.draw_negatives(user, target, history);
                 self.nan_scores += t.is_nan() as usize;
-                self.topk.offer(Cand {
-                    score: t,
-                    id: target,
-                });
+                self.topk.push(t, target);
                 let mut above = 0usize;
                 for &j in &self.negatives {
                     let s = scores[j as usize];
                     self.nan_scores += s.is_nan() as usize;
                     above += (s >= t) as usize;
-                    self.topk.offer(Cand { score: s, id: j });
+                    self.topk.push(s, j);
                 }
                 if t.is_nan() {
                     self.negatives.len()
@@ -493,7 +454,46 @@ impl RankingAccumulator {
 mod tests {
     use super::*;
 
+    use std::cmp::Ordering;
+
     const EPS: f64 = 1e-12;
+
+    /// Total order on scores with NaN below everything.
+    #[inline]
+    fn score_cmp(a: f32, b: f32) -> Ordering {
+        match (a.is_nan(), b.is_nan()) {
+            (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+        }
+    }
+
+    #[test]
+    fn rank_key_orders_like_scores_then_ids() {
+        let vals = [
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::MIN,
+            -1.0,
+            -f32::from_bits(1),
+            -0.0,
+            0.0,
+            f32::from_bits(1),
+            1.0,
+            f32::MAX,
+            f32::INFINITY,
+        ];
+        for (i, &a) in vals.iter().enumerate() {
+            for (j, &b) in vals.iter().enumerate() {
+                for (ia, ib) in [(3u32, 5u32), (5, 3), (4, 4)] {
+                    let want = score_cmp(a, b).then(ib.cmp(&ia));
+                    let got = rank_key(a, ia).cmp(&rank_key(b, ib));
+                    assert_eq!(got, want, "({a}, {ia}) vs ({b}, {ib}) [{i},{j}]");
+                }
+            }
+        }
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < EPS
@@ -847,20 +847,24 @@ mod tests {
     #[test]
     fn full_catalogue_is_fast() {
         // ~6000 users x 3400 items; generous bound so a loaded CI machine still passes.
+        // Ascending scores are the worst case for an incremental top-K; selection must not care.
         let (users, n) = (6000, 3400);
-        let base = scores_for(0, n);
+        let random = scores_for(0, n);
+        let ascending: Vec<f32> = (0..=n).map(|i| i as f32).collect();
         let hist: Vec<u32> = (1..=50).collect();
-        for protocol in [Protocol::Full, Protocol::ExcludeSeen, Protocol::Sampled100] {
-            let t0 = std::time::Instant::now();
-            let mut acc = RankingAccumulator::new(n, protocol, 0);
-            for u in 0..users {
-                acc.add(u, &base, (u % n + 1) as u32, &hist);
+        for (pattern, base) in [("random", &random), ("ascending", &ascending)] {
+            for protocol in [Protocol::Full, Protocol::ExcludeSeen, Protocol::Sampled100] {
+                let t0 = std::time::Instant::now();
+                let mut acc = RankingAccumulator::new(n, protocol, 0);
+                for u in 0..users {
+                    acc.add(u, base, (u % n + 1) as u32, &hist);
+                }
+                let m = acc.finish();
+                let dt = t0.elapsed();
+                assert_eq!(m.users, users);
+                assert!(dt.as_secs_f64() < 5.0, "{protocol}, {pattern}: {dt:?}");
+                eprintln!("{protocol}, {pattern} scores: {users} users x {n} items in {dt:?}");
             }
-            let m = acc.finish();
-            let dt = t0.elapsed();
-            assert_eq!(m.users, users);
-            assert!(dt.as_secs_f64() < 5.0, "{protocol}: {dt:?}");
-            eprintln!("{protocol}: {users} users x {n} items in {dt:?}");
         }
     }
 }
