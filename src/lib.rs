@@ -2,7 +2,9 @@
 //! kernel in position space. See DESIGN.md for the maths, layout and contracts.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod models;
 pub mod optim;
 pub mod params;
