@@ -135,7 +135,7 @@ impl ModelConfig {
         if self.d == 0 || self.blocks == 0 || self.heads == 0 || self.d_ff == 0 {
             return bad("--d/--blocks/--heads/--d-ff", "must be at least 1");
         }
-        if self.d % self.heads != 0 {
+        if !self.d.is_multiple_of(self.heads) {
             return bad(
                 "--heads",
                 &format!("d = {} is not divisible by {} heads", self.d, self.heads),
@@ -146,9 +146,6 @@ impl ModelConfig {
         }
         if self.scores == Scores::Factorised && self.rank == 0 {
             return bad("--rank", "must be at least 1");
-        }
-        if self.scores == Scores::Rope && self.pos_emb {
-            // Allowed (every combination can be trained), but worth knowing.
         }
         Ok(())
     }
