@@ -2,6 +2,7 @@
 //! kernel in position space. See DESIGN.md for the maths, layout and contracts.
 
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod rng;
 
