@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Sequences;
 use crate::error::{Error, Result};
@@ -47,10 +48,13 @@ pub fn write_binary(seqs: &Sequences, path: &Path) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::in_file(path, "not a file name"))?;
+    // Unique per process and call, so concurrent writers never share a temp file.
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
     let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let result = write_to(seqs, &tmp).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {

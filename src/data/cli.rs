@@ -108,6 +108,19 @@ mod tests {
     }
 
     #[test]
+    fn format_names_on_the_command_line() {
+        use clap::ValueEnum;
+        let names: Vec<String> = Format::value_variants()
+            .iter()
+            .map(|f| f.to_possible_value().unwrap().get_name().to_string())
+            .collect();
+        let want = [
+            "auto", "pairs", "lines", "ml-dat", "u-data", "csv", "binary",
+        ];
+        assert_eq!(names, want);
+    }
+
+    #[test]
     fn errors_are_returned_not_printed() {
         let missing = temp_path("missing.txt");
         let cmd = DataCommand::Stats {

@@ -41,6 +41,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 pub use binary::{read_binary, write_binary, MAGIC, VERSION};
+pub use build::kcore;
 pub use detect::detect;
 pub use split::{eval_start, eval_window, train_start, window, Case, Split};
 pub use stats::Stats;

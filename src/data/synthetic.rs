@@ -207,6 +207,7 @@ mod tests {
         }
         let users = s.num_users() as f64;
         let (hr_pop, hr_bi) = (hit_pop as f64 / users, hit_bi as f64 / users);
+        eprintln!("HR@10 on the last item: bigram {hr_bi:.3}, popularity {hr_pop:.3}");
         assert!(
             hr_bi > 0.4 && hr_bi > 3.0 * hr_pop,
             "bigram {hr_bi} vs pop {hr_pop}"
@@ -227,6 +228,10 @@ mod tests {
             same as f64 / all as f64
         };
         let at_p = rate(PERIOD);
+        eprintln!(
+            "repeat rate at lag P = {PERIOD}: {at_p:.3}, at lag 4: {:.3}",
+            rate(4)
+        );
         for lag in [1, 2, 3, 4, 6, 7] {
             assert!(at_p > 4.0 * rate(lag), "lag {lag}: {} vs {at_p}", rate(lag));
         }
@@ -247,6 +252,7 @@ mod tests {
             .filter(|&u| theme(s.seq((u + 1) % users)[0]) == theme(*s.seq(u).last().unwrap()))
             .count() as f64;
         let (same, control) = (same / users as f64, control / users as f64);
+        eprintln!("last item in the first item's theme: {same:.3} (control {control:.3})");
         assert!(
             same > 0.25 && same > 2.0 * control,
             "{same} vs control {control}"
