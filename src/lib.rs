@@ -3,12 +3,17 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod config;
+pub mod data;
 pub mod error;
 pub mod eval;
 pub mod models;
 pub mod optim;
 pub mod params;
+pub mod progress;
 pub mod rng;
+pub mod score;
 pub mod tape;
+pub mod train;
 
 pub use error::{Error, Result};
