@@ -8,7 +8,7 @@ use crate::tape::{AttnIds, IntId, Tape, Tid};
 use serde::{Deserialize, Serialize};
 
 /// Where the attention scores come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Scores {
     /// q·k (SASRec).
@@ -22,7 +22,7 @@ pub enum Scores {
 }
 
 /// How L enters the aggregation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Reading {
     /// y_i = Σ_j p_ij L_ij v_j.
@@ -31,7 +31,7 @@ pub enum Reading {
     Mix,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LossKind {
     /// Softmax cross-entropy over the whole catalogue at every non-pad position.

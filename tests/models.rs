@@ -108,8 +108,15 @@ fn kernel_models_start_as_plain_attention() {
             m.score_last(&mut t, &batch)
         };
         let (ks, ps) = (run(&km, &kinit), run(&pm, &pinit));
-        let err = ks.iter().zip(&ps).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(err <= 1e-5, "{u:?}/{l:?}/{reading:?}: kernel model differs from plain by {err}");
+        let err = ks
+            .iter()
+            .zip(&ps)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            err <= 1e-5,
+            "{u:?}/{l:?}/{reading:?}: kernel model differs from plain by {err}"
+        );
     }
 }
 
@@ -121,7 +128,10 @@ fn adam_steps_lower_the_loss() {
         c.dropout = 0.0;
         let model = Model::new(c).unwrap();
         let mut st = OptState::new(&b, &model.params.init(1));
-        let cfg = AdamConfig { lr: 1e-2, ..Default::default() };
+        let cfg = AdamConfig {
+            lr: 1e-2,
+            ..Default::default()
+        };
         let batch = tiny_batch();
         let mut losses = vec![];
         for _ in 0..20 {
@@ -134,7 +144,10 @@ fn adam_steps_lower_the_loss() {
             st.step(&b, &cfg);
         }
         let (first, last) = (losses[0], *losses.last().unwrap());
-        assert!(last < 0.7 * first, "{name}: loss {first} → {last} after 20 steps: {losses:?}");
+        assert!(
+            last < 0.7 * first,
+            "{name}: loss {first} → {last} after 20 steps: {losses:?}"
+        );
     }
 }
 
@@ -145,9 +158,16 @@ fn padded_rows_give_finite_scores_and_zero_hidden() {
         let model = Model::new(tiny(name)).unwrap();
         let init = model.params.init(2);
         let mut t = Tape::new(&b, &init, false);
-        let batch = Batch { inputs: vec![0; 6], targets: vec![0; 6], start: vec![6] };
+        let batch = Batch {
+            inputs: vec![0; 6],
+            targets: vec![0; 6],
+            start: vec![6],
+        };
         let scores = model.score_last(&mut t, &batch);
-        assert!(scores.iter().all(|x| x.is_finite()), "{name}: non-finite score");
+        assert!(
+            scores.iter().all(|x| x.is_finite()),
+            "{name}: non-finite score"
+        );
     }
 }
 
@@ -161,6 +181,10 @@ fn bad_configurations_are_rejected_with_the_flag_named() {
     assert!(err.contains("--model") && err.contains("sasrec"), "{err}");
     let mut c = tiny("sasrec");
     c.dropout = 1.0;
-    assert!(Model::new(c).err().unwrap().to_string().contains("--dropout"));
+    assert!(Model::new(c)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("--dropout"));
     let _ = Scores::Content;
 }

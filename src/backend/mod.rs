@@ -3,7 +3,9 @@
 pub mod cpu;
 
 /// How a positional kernel (U or L) is parametrised. DESIGN §1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelKind {
     /// U ≡ 1; L ≡ 1 (`weight`) or L = I (`mix`). No parameters.
@@ -241,7 +243,9 @@ impl Gemm {
 }
 
 /// Pointwise activation of the feed-forward block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     Relu,

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::real::Real;
 use crate::backend::{AttnShape, KernelKind, MixShape, ScoreSource};
 
 /// Upper bound on the number of batch groups whose kernel-gradient partials are kept apart.
@@ -16,13 +17,13 @@ const MAX_GROUPS: usize = 16;
 
 /// Dot product with eight independent accumulators, so that it vectorises without fast-math.
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let ca = a.chunks_exact(8);
     let cb = b.chunks_exact(8);
     let (ra, rb) = (ca.remainder(), cb.remainder());
-    let mut acc = [0f32; 8];
+    let mut acc = [T::ZERO; 8];
     for (x, y) in ca.zip(cb) {
         for t in 0..8 {
             acc[t] += x[t] * y[t];
@@ -30,35 +31,35 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+        s += *x * *y;
     }
     s
 }
 
 /// y += a·x.
 #[inline]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
     for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
+        *yv += a * *xv;
     }
 }
 
 /// One head's parameters of a kernel (`heads == 1`: shared by all heads).
 #[inline]
-fn kernel_head(params: &[f32], kind: KernelKind, n: usize, kheads: usize, h: usize) -> &[f32] {
+fn kernel_head<T: Real>(params: &[T], kind: KernelKind, n: usize, kheads: usize, h: usize) -> &[T] {
     let len = kind.len(n);
     let kh = if kheads == 1 { 0 } else { h };
     &params[kh * len..(kh + 1) * len]
 }
 
 #[inline]
-fn kernel_head_mut(
-    params: &mut [f32],
+fn kernel_head_mut<T: Real>(
+    params: &mut [T],
     kind: KernelKind,
     n: usize,
     kheads: usize,
     h: usize,
-) -> &mut [f32] {
+) -> &mut [T] {
     let len = kind.len(n);
     let kh = if kheads == 1 { 0 } else { h };
     &mut params[kh * len..(kh + 1) * len]
@@ -66,7 +67,14 @@ fn kernel_head_mut(
 
 /// Writes K_ij for j in st..=i into `out[st..=i]` (`none` gives `none_value`).
 #[inline]
-fn kernel_row(kind: KernelKind, p: &[f32], i: usize, st: usize, none_value: f32, out: &mut [f32]) {
+fn kernel_row<T: Real>(
+    kind: KernelKind,
+    p: &[T],
+    i: usize,
+    st: usize,
+    none_value: T,
+    out: &mut [T],
+) {
     match kind {
         KernelKind::None => out[st..=i].fill(none_value),
         KernelKind::Full => {
@@ -83,13 +91,13 @@ fn kernel_row(kind: KernelKind, p: &[f32], i: usize, st: usize, none_value: f32,
 
 /// Adds `row[st..=i]` into the gradient of row i of a kernel (Toeplitz: along the diagonals).
 #[inline]
-fn kernel_row_add(kind: KernelKind, g: &mut [f32], i: usize, st: usize, row: &[f32]) {
+fn kernel_row_add<T: Real>(kind: KernelKind, g: &mut [T], i: usize, st: usize, row: &[T]) {
     match kind {
         KernelKind::None => {}
         KernelKind::Full => {
             let base = i * (i + 1) / 2;
             for (gv, rv) in g[base + st..=base + i].iter_mut().zip(&row[st..=i]) {
-                *gv += rv;
+                *gv += *rv;
             }
         }
         KernelKind::Toeplitz => {
@@ -102,9 +110,9 @@ fn kernel_row_add(kind: KernelKind, g: &mut [f32], i: usize, st: usize, row: &[f
 
 /// Splits `buf` into `count` consecutive chunks of `chunk` elements (the last may be shorter);
 /// an empty `buf` (a gradient that is not wanted) gives `count` empty chunks.
-fn split_chunks(buf: &mut [f32], chunk: usize, count: usize) -> Vec<&mut [f32]> {
+fn split_chunks<T: Real>(buf: &mut [T], chunk: usize, count: usize) -> Vec<&mut [T]> {
     if buf.is_empty() {
-        return (0..count).map(|_| <&mut [f32]>::default()).collect();
+        return (0..count).map(|_| <&mut [T]>::default()).collect();
     }
     buf.chunks_mut(chunk).collect()
 }
@@ -116,47 +124,54 @@ fn groups(batch: usize) -> (usize, usize) {
 }
 
 /// Sums per-group partial buffers into `out` in group order (overwrites `out`).
-fn sum_partials<'a>(out: &mut [f32], parts: impl Iterator<Item = &'a [f32]>) {
-    out.fill(0.0);
+fn sum_partials<'a, T: Real>(out: &mut [T], parts: impl Iterator<Item = &'a [T]>) {
+    out.fill(T::ZERO);
     for p in parts {
         for (o, v) in out.iter_mut().zip(p) {
-            *o += v;
+            *o += *v;
         }
     }
 }
 
 /// The scaled dropout factor of probability (b, h, i, j): 1 without dropout.
 #[inline]
-fn dropout_factor(s: &AttnShape, b: usize, h: usize, i: usize, j: usize, inv_keep: f32) -> f32 {
+fn dropout_factor<T: Real>(
+    s: &AttnShape,
+    b: usize,
+    h: usize,
+    i: usize,
+    j: usize,
+    inv_keep: T,
+) -> T {
     if s.dropout > 0.0 {
         if crate::rng::keep(s.seed, s.dropout_index(b, h, i, j), s.dropout) {
             inv_keep
         } else {
-            0.0
+            T::ZERO
         }
     } else {
-        1.0
+        T::ONE
     }
 }
 
-fn inv_keep(s: &AttnShape) -> f32 {
+fn inv_keep<T: Real>(s: &AttnShape) -> T {
     // dropout ≥ 1 drops everything; avoid an infinite scale times zero.
     if s.dropout < 1.0 {
-        1.0 / (1.0 - s.dropout)
+        T::ONE / (T::ONE - T::from_f32(s.dropout))
     } else {
-        0.0
+        T::ZERO
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_attn_inputs(
+fn check_attn_inputs<T: Real>(
     s: &AttnShape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    pos: &[f32],
-    u: &[f32],
-    l: &[f32],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    pos: &[T],
+    u: &[T],
+    l: &[T],
     start: &[u32],
 ) {
     let act = s.batch * s.n * s.width();
@@ -180,24 +195,24 @@ fn check_attn_inputs(
 }
 
 /// Per-window scratch rows, allocated once per task.
-struct Rows {
-    c: Vec<f32>,
-    sc: Vec<f32>,
-    u: Vec<f32>,
-    l: Vec<f32>,
-    gu: Vec<f32>,
-    gl: Vec<f32>,
+struct Rows<T> {
+    c: Vec<T>,
+    sc: Vec<T>,
+    u: Vec<T>,
+    l: Vec<T>,
+    gu: Vec<T>,
+    gl: Vec<T>,
 }
 
-impl Rows {
+impl<T: Real> Rows<T> {
     fn new(n: usize) -> Self {
         Rows {
-            c: vec![0.0; n],
-            sc: vec![0.0; n],
-            u: vec![0.0; n],
-            l: vec![0.0; n],
-            gu: vec![0.0; n],
-            gl: vec![0.0; n],
+            c: vec![T::ZERO; n],
+            sc: vec![T::ZERO; n],
+            u: vec![T::ZERO; n],
+            l: vec![T::ZERO; n],
+            gu: vec![T::ZERO; n],
+            gl: vec![T::ZERO; n],
         }
     }
 }
@@ -205,19 +220,19 @@ impl Rows {
 /// Unmodulated scores c_ij for j in st..=i of head h, row i of window b, into `c[st..=i]`.
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn scores_row(
+fn scores_row<T: Real>(
     s: &AttnShape,
-    q: &[f32],
-    k: &[f32],
-    pos: &[f32],
+    q: &[T],
+    k: &[T],
+    pos: &[T],
     b: usize,
     h: usize,
     i: usize,
     st: usize,
-    c: &mut [f32],
+    c: &mut [T],
 ) {
     let (n, w, dh) = (s.n, s.width(), s.dh);
-    let scale = s.scale();
+    let scale = T::ONE / T::from_usize(s.dh).sqrt();
     match s.score {
         ScoreSource::Content => {
             let qo = (b * n + i) * w + h * dh;
@@ -230,7 +245,7 @@ fn scores_row(
         ScoreSource::Positional => {
             let row = &pos[(h * n + i) * n..(h * n + i) * n + n];
             for (cj, pj) in c[st..=i].iter_mut().zip(&row[st..=i]) {
-                *cj = pj * scale;
+                *cj = *pj * scale;
             }
         }
     }
@@ -238,25 +253,25 @@ fn scores_row(
 
 /// Forward of the `weight` reading. Writes y [B,n,H*dh] and lse [B,H,n].
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward(
+pub fn attention_forward<T: Real>(
     s: &AttnShape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    pos: &[f32],
-    u: &[f32],
-    l: &[f32],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    pos: &[T],
+    u: &[T],
+    l: &[T],
     start: &[u32],
-    y: &mut [f32],
-    lse: &mut [f32],
+    y: &mut [T],
+    lse: &mut [T],
 ) {
     check_attn_inputs(s, q, k, v, pos, u, l, start);
     let (n, w, dh, heads) = (s.n, s.width(), s.dh, s.heads);
     assert_eq!(y.len(), s.batch * n * w, "y length");
     assert_eq!(lse.len(), s.batch * heads * n, "lse length");
     if s.batch == 0 || n == 0 || w == 0 {
-        y.fill(0.0);
-        lse.fill(0.0);
+        y.fill(T::ZERO);
+        lse.fill(T::ZERO);
         return;
     }
     let inv = inv_keep(s);
@@ -266,34 +281,34 @@ pub fn attention_forward(
         .for_each_init(
             || Rows::new(n),
             |r, (b, (yb, lseb))| {
-                yb.fill(0.0);
-                lseb.fill(0.0);
+                yb.fill(T::ZERO);
+                lseb.fill(T::ZERO);
                 let st = (start[b] as usize).min(n);
                 for h in 0..heads {
                     let uh = kernel_head(u, s.u, n, s.u_heads, h);
                     let lh = kernel_head(l, s.l, n, s.l_heads, h);
                     for i in st..n {
                         scores_row(s, q, k, pos, b, h, i, st, &mut r.c);
-                        kernel_row(s.u, uh, i, st, 1.0, &mut r.u);
-                        kernel_row(s.l, lh, i, st, 1.0, &mut r.l);
-                        let mut mx = f32::NEG_INFINITY;
+                        kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
+                        kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
+                        let mut mx = T::NEG_INFINITY;
                         for j in st..=i {
                             r.sc[j] = r.c[j] * r.u[j];
                             mx = mx.max(r.sc[j]);
                         }
-                        let mut sum = 0.0f32;
+                        let mut sum = T::ZERO;
                         for j in st..=i {
                             let e = (r.sc[j] - mx).exp();
                             r.sc[j] = e;
                             sum += e;
                         }
                         lseb[h * n + i] = mx + sum.ln();
-                        let norm = 1.0 / sum;
+                        let norm = T::ONE / sum;
                         let yi = &mut yb[i * w + h * dh..i * w + (h + 1) * dh];
                         for j in st..=i {
                             let m = dropout_factor(s, b, h, i, j, inv);
                             let a = r.sc[j] * norm * m * r.l[j];
-                            if a != 0.0 {
+                            if a != T::ZERO {
                                 axpy(yi, a, &v[(b * n + j) * w + h * dh..][..dh]);
                             }
                         }
@@ -304,10 +319,10 @@ pub fn attention_forward(
 }
 
 /// Per-group partial gradients of the parameters shared across the batch.
-struct Partial {
-    dpos: Vec<f32>,
-    du: Vec<f32>,
-    dl: Vec<f32>,
+struct Partial<T> {
+    dpos: Vec<T>,
+    du: Vec<T>,
+    dl: Vec<T>,
 }
 
 /// Backward. Overwrites (does not accumulate) every gradient slice it is given.
@@ -315,24 +330,24 @@ struct Partial {
 /// dpos [H,n,n] (empty when score is Content; upper part j>i written 0);
 /// du [u_heads, u.len(n)] (empty when u is None); dl likewise for l.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward(
+pub fn attention_backward<T: Real>(
     s: &AttnShape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    pos: &[f32],
-    u: &[f32],
-    l: &[f32],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    pos: &[T],
+    u: &[T],
+    l: &[T],
     start: &[u32],
-    y: &[f32],
-    lse: &[f32],
-    dy: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    dpos: &mut [f32],
-    du: &mut [f32],
-    dl: &mut [f32],
+    y: &[T],
+    lse: &[T],
+    dy: &[T],
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+    dpos: &mut [T],
+    du: &mut [T],
+    dl: &mut [T],
 ) {
     check_attn_inputs(s, q, k, v, pos, u, l, start);
     let (n, w, dh, heads) = (s.n, s.width(), s.dh, s.heads);
@@ -362,13 +377,13 @@ pub fn attention_backward(
     assert_eq!(dl.len(), dl_len, "dl length");
     let dpos_len = if content { 0 } else { heads * n * n };
 
-    dq.fill(0.0);
-    dk.fill(0.0);
-    dv.fill(0.0);
+    dq.fill(T::ZERO);
+    dk.fill(T::ZERO);
+    dv.fill(T::ZERO);
     if s.batch == 0 || n == 0 || w == 0 {
-        dpos.fill(0.0);
-        du.fill(0.0);
-        dl.fill(0.0);
+        dpos.fill(T::ZERO);
+        du.fill(T::ZERO);
+        dl.fill(T::ZERO);
         return;
     }
     let (per, ngroups) = groups(s.batch);
@@ -380,15 +395,15 @@ pub fn attention_backward(
         .enumerate()
         .collect();
     let inv = inv_keep(s);
-    let scale = s.scale();
+    let scale = T::ONE / T::from_usize(s.dh).sqrt();
 
-    let parts: Vec<Partial> = tasks
+    let parts: Vec<Partial<T>> = tasks
         .into_par_iter()
         .map(|(g, ((dqg, dkg), dvg))| {
             let mut part = Partial {
-                dpos: vec![0.0; dpos_len],
-                du: vec![0.0; du_len],
-                dl: vec![0.0; dl_len],
+                dpos: vec![T::ZERO; dpos_len],
+                du: vec![T::ZERO; du_len],
+                dl: vec![T::ZERO; dl_len],
             };
             let mut r = Rows::new(n);
             let b0 = g * per;
@@ -406,8 +421,8 @@ pub fn attention_backward(
                         let di = dot(gi, &y[ro..ro + dh]);
                         let lse_i = lse[(b * heads + h) * n + i];
                         scores_row(s, q, k, pos, b, h, i, st, &mut r.c);
-                        kernel_row(s.u, uh, i, st, 1.0, &mut r.u);
-                        kernel_row(s.l, lh, i, st, 1.0, &mut r.l);
+                        kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
+                        kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
                         let qi = if content { &q[ro..ro + dh] } else { &[][..] };
                         for j in st..=i {
                             let jo = (b * n + j) * w + h * dh;
@@ -416,7 +431,7 @@ pub fn attention_backward(
                             let e = dot(gi, &v[jo..jo + dh]);
                             let pm = p * m;
                             let lj = lo + (j * w + h * dh);
-                            if pm != 0.0 {
+                            if pm != T::ZERO {
                                 axpy(&mut dvg[lj..lj + dh], pm * r.l[j], gi);
                             }
                             r.gl[j] = pm * e;
@@ -454,7 +469,7 @@ pub fn attention_backward(
 
 /// The `mix` reading's value mixing: out_j = Σ_{m≤j, m≥start[b]} L_jm v_m per batch and head.
 /// (L = identity when kind is None: out = v.)  Padded positions (j < start[b]) output 0.
-pub fn mix_forward(s: &MixShape, l: &[f32], v: &[f32], start: &[u32], out: &mut [f32]) {
+pub fn mix_forward<T: Real>(s: &MixShape, l: &[T], v: &[T], start: &[u32], out: &mut [T]) {
     let (n, dh, heads) = (s.n, s.dh, s.heads);
     let w = heads * dh;
     assert_eq!(v.len(), s.batch * n * w, "v length");
@@ -468,9 +483,9 @@ pub fn mix_forward(s: &MixShape, l: &[f32], v: &[f32], start: &[u32], out: &mut 
         return;
     }
     out.par_chunks_mut(n * w).enumerate().for_each_init(
-        || vec![0f32; n],
+        || vec![T::ZERO; n],
         |row, (b, ob)| {
-            ob.fill(0.0);
+            ob.fill(T::ZERO);
             let st = (start[b] as usize).min(n);
             let vb = &v[b * n * w..(b + 1) * n * w];
             if s.l == KernelKind::None {
@@ -480,10 +495,10 @@ pub fn mix_forward(s: &MixShape, l: &[f32], v: &[f32], start: &[u32], out: &mut 
             for h in 0..heads {
                 let lh = kernel_head(l, s.l, n, s.l_heads, h);
                 for j in st..n {
-                    kernel_row(s.l, lh, j, st, 0.0, row);
+                    kernel_row(s.l, lh, j, st, T::ZERO, row);
                     let oj = &mut ob[j * w + h * dh..j * w + (h + 1) * dh];
                     for m in st..=j {
-                        if row[m] != 0.0 {
+                        if row[m] != T::ZERO {
                             axpy(oj, row[m], &vb[m * w + h * dh..m * w + (h + 1) * dh]);
                         }
                     }
@@ -494,14 +509,14 @@ pub fn mix_forward(s: &MixShape, l: &[f32], v: &[f32], start: &[u32], out: &mut 
 }
 
 /// Overwrites dv and dl (dl summed over batch, and over heads when l_heads == 1).
-pub fn mix_backward(
+pub fn mix_backward<T: Real>(
     s: &MixShape,
-    l: &[f32],
-    v: &[f32],
+    l: &[T],
+    v: &[T],
     start: &[u32],
-    dout: &[f32],
-    dv: &mut [f32],
-    dl: &mut [f32],
+    dout: &[T],
+    dv: &mut [T],
+    dl: &mut [T],
 ) {
     let (n, dh, heads) = (s.n, s.dh, s.heads);
     let w = heads * dh;
@@ -520,20 +535,20 @@ pub fn mix_backward(
         assert_eq!(l.len(), dl_len, "l length");
     }
     assert_eq!(dl.len(), dl_len, "dl length");
-    dv.fill(0.0);
+    dv.fill(T::ZERO);
     if s.batch == 0 || n == 0 || w == 0 {
-        dl.fill(0.0);
+        dl.fill(T::ZERO);
         return;
     }
     let (per, ngroups) = groups(s.batch);
     let tasks: Vec<_> = dv.chunks_mut(per * n * w).enumerate().collect();
     debug_assert_eq!(tasks.len(), ngroups);
-    let parts: Vec<Vec<f32>> = tasks
+    let parts: Vec<Vec<T>> = tasks
         .into_par_iter()
         .map(|(g, dvg)| {
-            let mut part = vec![0f32; dl_len];
-            let mut row = vec![0f32; n];
-            let mut grow = vec![0f32; n];
+            let mut part = vec![T::ZERO; dl_len];
+            let mut row = vec![T::ZERO; n];
+            let mut grow = vec![T::ZERO; n];
             let b0 = g * per;
             let b1 = (b0 + per).min(s.batch);
             for b in b0..b1 {
@@ -548,11 +563,11 @@ pub fn mix_backward(
                 for h in 0..heads {
                     let lh = kernel_head(l, s.l, n, s.l_heads, h);
                     for j in st..n {
-                        kernel_row(s.l, lh, j, st, 0.0, &mut row);
+                        kernel_row(s.l, lh, j, st, T::ZERO, &mut row);
                         let gj = &gb[j * w + h * dh..j * w + (h + 1) * dh];
                         for m in st..=j {
                             let mo = m * w + h * dh;
-                            if row[m] != 0.0 {
+                            if row[m] != T::ZERO {
                                 axpy(&mut dvb[mo..mo + dh], row[m], gj);
                             }
                             grow[m] = dot(gj, &vb[mo..mo + dh]);

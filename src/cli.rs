@@ -1,0 +1,496 @@
+//! The command line: `pasa train | eval | data | info`.
+
+use crate::backend::cpu::Cpu;
+use crate::backend::{Activation, KernelKind};
+use crate::checkpoint;
+use crate::config::{DataConfig, TrainConfig};
+use crate::data::{self, cli::DataCommand, synthetic, Format, LoadOptions, Sequences};
+use crate::error::{Error, Result};
+use crate::eval::Protocol;
+use crate::models::{LossKind, Model, Reading, Scores, PRESETS};
+use crate::score::{evaluate, Holdout};
+use crate::train::{self, RunDir};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pasa",
+    version,
+    about = "Train and evaluate next-item recommenders with positional-kernel attention"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model (on the built-in synthetic dataset when no --data is given).
+    Train(Box<TrainArgs>),
+    /// Evaluate a run directory or checkpoint on the held-out items.
+    Eval(EvalArgs),
+    /// Convert datasets and print their statistics.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Print the build, the devices and the kernels present.
+    Info,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU when there is one and the build has its kernels, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Interactions file (any format of `pasa data`); the synthetic dataset when absent.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Input format of --data.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// k-core filtering of --data.
+    #[arg(long, value_name = "K")]
+    pub kcore: Option<usize>,
+    /// A TOML file with any of the settings (the flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Named configuration: sasrec, rope, parec, fparec or pasa.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Window length.
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Model width.
+    #[arg(long)]
+    pub d: Option<usize>,
+    #[arg(long)]
+    pub blocks: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    #[arg(long)]
+    pub d_ff: Option<usize>,
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    #[arg(long, value_enum)]
+    pub act: Option<Activation>,
+    /// Learned additive position embedding (true/false).
+    #[arg(long)]
+    pub pos_emb: Option<bool>,
+    #[arg(long, value_enum)]
+    pub scores: Option<Scores>,
+    /// Rank of FPARec's factors.
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// Parametrisation of U (scales the causal scores).
+    #[arg(long, value_enum)]
+    pub u: Option<KernelKind>,
+    /// Parametrisation of L (weights the value aggregation).
+    #[arg(long, value_enum)]
+    pub l: Option<KernelKind>,
+    #[arg(long, value_enum)]
+    pub reading: Option<Reading>,
+    /// One U and L shared by all blocks (true/false).
+    #[arg(long)]
+    pub kernel_shared: Option<bool>,
+    /// Each head its own kernels (true/false).
+    #[arg(long)]
+    pub kernel_per_head: Option<bool>,
+    #[arg(long, value_enum)]
+    pub loss: Option<LossKind>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Clip the global gradient norm.
+    #[arg(long)]
+    pub clip: Option<f32>,
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Evaluations without improvement before stopping (0 = never).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long)]
+    pub eval_batch: Option<usize>,
+    /// full, exclude-seen or sampled100.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Users of the synthetic dataset.
+    #[arg(long)]
+    pub synthetic_users: Option<usize>,
+    /// Items of the synthetic dataset.
+    #[arg(long)]
+    pub synthetic_items: Option<usize>,
+    /// Run directory (default runs/<model>-<unix time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory (its best checkpoint) or a .safetensors checkpoint.
+    pub checkpoint: PathBuf,
+    /// Evaluate on this data instead of the run's own (same catalogue).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// full, exclude-seen, sampled100, or all.
+    #[arg(long, default_value = "full")]
+    pub protocol: String,
+    /// Which held-out item: test (last) or valid (second to last).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Train(a) => run_train(*a),
+        Command::Eval(a) => run_eval(a),
+        Command::Data(c) => data::cli::run(c),
+        Command::Info => {
+            run_info();
+            Ok(())
+        }
+    }
+}
+
+/// The device to run on. Only the CPU backend exists in this build.
+fn pick_device(d: DeviceArg) -> Result<Cpu<f32>> {
+    match d {
+        DeviceArg::Cuda => Err(Error::arg(
+            "--device",
+            "cuda: this build has no CUDA backend; use --device cpu",
+        )),
+        DeviceArg::Auto | DeviceArg::Cpu => Ok(Cpu::new()),
+    }
+}
+
+fn format_name(f: Format) -> String {
+    f.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// Load the interactions a configuration names (or generate the synthetic ones).
+pub fn load_data(d: &DataConfig) -> Result<Sequences> {
+    match &d.path {
+        Some(p) => {
+            let format = Format::from_str(&d.format, true)
+                .map_err(|_| Error::arg("--format", format!("unknown format '{}'", d.format)))?;
+            data::load(
+                p,
+                &LoadOptions {
+                    format,
+                    kcore: d.kcore,
+                    renumber: false,
+                },
+            )
+        }
+        None => {
+            d.synthetic.check()?;
+            Ok(synthetic::generate(&d.synthetic))
+        }
+    }
+}
+
+/// Flags that would change a run's configuration, by name, when given.
+fn config_flags(a: &TrainArgs) -> Vec<&'static str> {
+    let mut v = vec![];
+    macro_rules! given {
+        ($($f:ident => $name:literal),* $(,)?) => { $( if a.$f.is_some() { v.push($name); } )* };
+    }
+    given!(data => "--data", format => "--format", kcore => "--kcore", config => "--config",
+        model => "--model", n => "--n", d => "--d", blocks => "--blocks", heads => "--heads",
+        d_ff => "--d-ff", dropout => "--dropout", act => "--act", pos_emb => "--pos-emb",
+        scores => "--scores", rank => "--rank", u => "--u", l => "--l", reading => "--reading",
+        kernel_shared => "--kernel-shared", kernel_per_head => "--kernel-per-head",
+        loss => "--loss", batch => "--batch", lr => "--lr", weight_decay => "--weight-decay",
+        clip => "--clip", eval_every => "--eval-every", eval_batch => "--eval-batch",
+        protocol => "--protocol", seed => "--seed", synthetic_users => "--synthetic-users",
+        synthetic_items => "--synthetic-items", out => "--out");
+    v
+}
+
+/// The configuration of a new run: preset, then the TOML file, then the flags. Also says
+/// whether the window length was chosen (by flag or file) rather than defaulted.
+pub fn build_config(a: &TrainArgs) -> Result<(TrainConfig, bool)> {
+    let (file_model, file_n) = match &a.config {
+        Some(p) => peek_model(p)?,
+        None => (None, false),
+    };
+    let name = a
+        .model
+        .clone()
+        .or(file_model)
+        .unwrap_or_else(|| "sasrec".into());
+    let mut c = TrainConfig::for_model(&name)?;
+    if let Some(p) = &a.config {
+        c = c.overlay_toml(p)?;
+    }
+    let m = &mut c.model;
+    macro_rules! set {
+        ($($src:ident => $dst:expr),* $(,)?) => { $( if let Some(v) = a.$src.clone() { $dst = v; } )* };
+    }
+    set!(n => m.n, d => m.d, blocks => m.blocks, heads => m.heads, dropout => m.dropout,
+        act => m.act, pos_emb => m.pos_emb, scores => m.scores, rank => m.rank, u => m.u,
+        l => m.l, reading => m.reading, kernel_shared => m.kernel_shared,
+        kernel_per_head => m.kernel_per_head, loss => m.loss);
+    // d_ff follows d unless given (DESIGN: d_ff = d by default).
+    m.d_ff = a.d_ff.unwrap_or(if a.d.is_some() { m.d } else { m.d_ff });
+    set!(epochs => c.epochs, batch => c.batch, eval_every => c.eval_every,
+        patience => c.patience, eval_batch => c.eval_batch, protocol => c.protocol,
+        seed => c.seed, lr => c.optim.lr, weight_decay => c.optim.weight_decay,
+        synthetic_users => c.data.synthetic.users, synthetic_items => c.data.synthetic.items);
+    if a.clip.is_some() {
+        c.optim.clip = a.clip;
+    }
+    if let Some(p) = &a.data {
+        if a.synthetic_users.is_some() || a.synthetic_items.is_some() {
+            return Err(Error::arg(
+                "--synthetic-users/--synthetic-items",
+                "contradict --data: they shape the built-in dataset only",
+            ));
+        }
+        c.data.path = Some(p.clone());
+    }
+    if a.format.is_some() || a.kcore.is_some() {
+        if c.data.path.is_none() {
+            return Err(Error::arg(
+                if a.format.is_some() {
+                    "--format"
+                } else {
+                    "--kcore"
+                },
+                "needs --data",
+            ));
+        }
+        if let Some(f) = a.format {
+            c.data.format = format_name(f);
+        }
+        c.data.kcore = a.kcore.or(c.data.kcore);
+    }
+    c.check()?;
+    Ok((c, a.n.is_some() || file_n))
+}
+
+/// The model name a TOML file gives, and whether it sets the window length.
+fn peek_model(p: &Path) -> Result<(Option<String>, bool)> {
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+    let v: toml::Value =
+        toml::from_str(&text).map_err(|e| Error::in_file(p, format!("not valid TOML: {e}")))?;
+    let model = v.get("model");
+    let name = model
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .map(String::from);
+    Ok((name, model.and_then(|m| m.get("n")).is_some()))
+}
+
+fn default_run_dir(model: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{model}-{secs}"))
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let b = pick_device(a.device)?;
+    if a.device == DeviceArg::Auto {
+        eprintln!("note: no CUDA backend in this build; training on the CPU");
+    }
+    let (cfg, run, resume, n_given) = match &a.resume {
+        Some(dir) => {
+            // The run's own configuration; only the schedule may be extended.
+            if let Some(flag) = config_flags(&a).first() {
+                return Err(Error::arg(
+                    flag,
+                    format!(
+                        "contradicts --resume: the run's configuration is {}",
+                        dir.join("config.toml").display()
+                    ),
+                ));
+            }
+            let run = RunDir(dir.clone());
+            let mut cfg = TrainConfig::for_model("sasrec")?.overlay_toml(&run.config())?;
+            if let Some(e) = a.epochs {
+                cfg.epochs = e;
+            }
+            if let Some(p) = a.patience {
+                cfg.patience = p;
+            }
+            (cfg, run, true, true)
+        }
+        None => {
+            let (cfg, n_given) = build_config(&a)?;
+            let dir = a
+                .out
+                .clone()
+                .unwrap_or_else(|| default_run_dir(&cfg.model.name));
+            let run = RunDir(dir);
+            if run.last().exists() || run.best().exists() {
+                return Err(Error::arg(
+                    "--out",
+                    format!("{} already holds a run; continue it with --resume {0} or choose another --out", run.0.display()),
+                ));
+            }
+            (cfg, run, false, n_given)
+        }
+    };
+    let seqs = load_data(&cfg.data)?;
+    let mut cfg = cfg;
+    if resume && cfg.model.items != seqs.num_items {
+        return Err(Error::in_file(
+            &run.config(),
+            format!(
+                "the run was trained on {} items but its data now has {}",
+                cfg.model.items, seqs.num_items
+            ),
+        ));
+    }
+    cfg.model.items = seqs.num_items;
+    let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    if !n_given && cfg.model.n > longest {
+        eprintln!(
+            "note: n = {longest}, the longest sequence (the default {} is longer)",
+            cfg.model.n
+        );
+        cfg.model.n = longest.max(1);
+    }
+    eprintln!("# configuration\n{}", cfg.to_toml());
+    eprintln!(
+        "data: {} ({} users, {} items, {} interactions); run directory {}",
+        cfg.data
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in synthetic".into()),
+        seqs.num_users(),
+        seqs.num_items,
+        seqs.num_interactions(),
+        run.0.display()
+    );
+    let out = train::train(&b, &cfg, &seqs, &run, resume)?;
+    let mut secs = out.epoch_secs.clone();
+    secs.sort_by(f64::total_cmp);
+    let median = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "trained {} epochs ({}), median epoch {median:.2}s; best validation epoch {}",
+        out.epochs_run,
+        if out.stopped_early {
+            "early stop"
+        } else {
+            "all epochs"
+        },
+        out.best_epoch
+    );
+    println!("test, at the best validation epoch:\n{}", out.test);
+    println!("run directory: {}", run.0.display());
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let b = pick_device(a.device)?;
+    let path = if a.checkpoint.is_dir() {
+        a.checkpoint.join(checkpoint::BEST)
+    } else {
+        a.checkpoint.clone()
+    };
+    let (tensors, meta) = checkpoint::load(&path)?;
+    let sidecar = checkpoint::sidecar_path(&path);
+    let mut cfg: TrainConfig = serde_json::from_value(meta["config"].clone())
+        .map_err(|e| Error::in_file(&sidecar, format!("no valid 'config': {e}")))?;
+    if let Some(p) = &a.data {
+        cfg.data.path = Some(p.clone());
+        cfg.data.format = a.format.map(format_name).unwrap_or_else(|| "auto".into());
+    } else if a.format.is_some() {
+        return Err(Error::arg("--format", "needs --data"));
+    }
+    let holdout = match a.split.as_str() {
+        "test" => Holdout::Test,
+        "valid" => Holdout::Valid,
+        other => {
+            return Err(Error::arg(
+                "--split",
+                format!("'{other}' is not test or valid"),
+            ))
+        }
+    };
+    let protocols: Vec<Protocol> = if a.protocol == "all" {
+        vec![Protocol::Full, Protocol::ExcludeSeen, Protocol::Sampled100]
+    } else {
+        vec![a
+            .protocol
+            .parse()
+            .map_err(|e: Error| Error::arg("--protocol", e.0.trim_start_matches("protocol: ")))?]
+    };
+    let seqs = load_data(&cfg.data)?;
+    if seqs.num_items != cfg.model.items {
+        return Err(Error::msg(format!(
+            "{}: the checkpoint scores {} items but the data has {}",
+            path.display(),
+            cfg.model.items,
+            seqs.num_items
+        )));
+    }
+    train::check_window(cfg.model.n, &seqs)?;
+    let model = Model::new(cfg.model.clone())?;
+    let params =
+        crate::backend::Backend::upload(&b, &train::unflatten(&model, &tensors, "", &path)?);
+    let split = data::split::Split::new(&seqs)?;
+    let seed = crate::rng::derive(cfg.seed, 2 << 40);
+    let ms = evaluate(
+        &b,
+        &model,
+        &params,
+        &split,
+        holdout,
+        &protocols,
+        cfg.eval_batch,
+        seed,
+    );
+    if a.json {
+        let v: Vec<_> = ms.iter().map(|m| m.to_json()).collect();
+        let out = serde_json::json!({"checkpoint": path, "split": holdout.name(), "epoch": meta["epoch"], "metrics": v});
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        println!(
+            "{} ({} split, epoch {}):",
+            path.display(),
+            holdout.name(),
+            meta["epoch"]
+        );
+        for m in ms {
+            println!("{m}");
+        }
+    }
+    Ok(())
+}
+
+fn run_info() {
+    println!("pasa {}", env!("CARGO_PKG_VERSION"));
+    println!("models: {}", PRESETS.join(", "));
+    println!("cpu: {}", crate::backend::Backend::name(&Cpu::<f32>::new()));
+    println!("cuda: not in this build");
+}
