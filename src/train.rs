@@ -187,8 +187,8 @@ pub fn train<B: Backend>(
     resume: bool,
 ) -> Result<Outcome> {
     cfg.check()?;
-    check_window(cfg.model.n, seqs)?;
     let split = Split::new(seqs)?;
+    check_window(cfg.model.n, seqs)?;
     let model = Model::new(cfg.model.clone())?;
     let protocol: Protocol = cfg.protocol.parse()?;
     std::fs::create_dir_all(&run.0).map_err(|e| Error::io(&run.0, e))?;

@@ -1,0 +1,218 @@
+//! The binary end to end on tiny data: train, eval, resume, and every kind of bad input
+//! giving a one-line error (exit code 2) that names the file, line or flag.
+
+use pasa::checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pasa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pasa")).args(args).output().expect("runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pasa-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// 40 users over 12 items, lengths 5..12, in `user item` pairs.
+fn tiny_data(dir: &Path) -> PathBuf {
+    let mut s = String::new();
+    for u in 1..=40u32 {
+        let len = 5 + u % 8;
+        for t in 0..len {
+            s += &format!("{u} {}\n", 1 + (u * 7 + t * 3 + t * t) % 12);
+        }
+    }
+    let p = dir.join("tiny.txt");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+const SMALL: &[&str] = &["--device", "cpu", "--d", "8", "--n", "6", "--batch", "8", "--eval-batch", "16"];
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    pasa(&args)
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// Exit code 2, no panic, and a last stderr line `error: …` containing every `needle`.
+fn assert_error(o: &Output, needles: &[&str]) {
+    let (_, err) = text(o);
+    assert_eq!(o.status.code(), Some(2), "exit code; stderr:\n{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "a panic:\n{err}");
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(last.starts_with("error: "), "last line is not an error: {last}");
+    for n in needles {
+        assert!(last.contains(n), "error does not mention {n:?}: {last}");
+    }
+}
+
+#[test]
+fn train_then_eval_end_to_end() {
+    let dir = tmp("e2e");
+    let data = tiny_data(&dir);
+    let run = dir.join("run");
+    let o = train(&data, &run, &["--model", "pasa", "--epochs", "2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "train failed:\n{err}");
+    assert!(out.contains("full ranking") && out.contains("NDCG"), "{out}");
+    for f in ["config.toml", "metrics.jsonl", "best.safetensors", "best.json", "last.safetensors", "last.json", "test.json"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3, "two epochs and the test line:\n{lines}");
+    for l in lines.lines() {
+        serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON");
+    }
+    // The run's config is the echoed one and names the model.
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("name = \"pasa\"") && cfg.contains("u = \"toeplitz\""), "{cfg}");
+
+    let o = pasa(&["eval", run.to_str().unwrap(), "--protocol", "all", "--device", "cpu"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "eval failed:\n{err}");
+    for p in ["full ranking", "seen items excluded", "sampled: 1 positive + 100 negatives"] {
+        assert!(out.contains(p), "eval output lacks {p}:\n{out}");
+    }
+    let o = pasa(&["eval", run.join("best.safetensors").to_str().unwrap(), "--json", "--split", "valid"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(v["split"], "valid");
+    assert!(v["metrics"][0]["NDCG@10"].is_number(), "{v}");
+}
+
+#[test]
+fn resume_ends_at_the_same_parameters() {
+    let dir = tmp("resume");
+    let data = tiny_data(&dir);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let common = ["--model", "sasrec", "--seed", "5", "--patience", "0"];
+    let o = train(&data, &a, &[&common[..], &["--epochs", "3"]].concat());
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = train(&data, &b, &[&common[..], &["--epochs", "1"]].concat());
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = pasa(&["train", "--resume", b.to_str().unwrap(), "--epochs", "3", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let (ta, ma) = checkpoint::load(&a.join("last.safetensors")).unwrap();
+    let (tb, mb) = checkpoint::load(&b.join("last.safetensors")).unwrap();
+    assert_eq!(ma["step"], mb["step"]);
+    assert_eq!(ma["epoch"], 3);
+    assert_eq!(ta.len(), tb.len());
+    for (x, y) in ta.iter().zip(&tb) {
+        assert_eq!(x.name, y.name);
+        let same = x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{} differs between the resumed and the uninterrupted run", x.name);
+    }
+}
+
+#[test]
+fn bad_data_files_name_the_file_and_line() {
+    let dir = tmp("bad-data");
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("malformed.txt", "1 2\n1 3\n1 x\n", &["malformed.txt:3"]),
+        ("negative.txt", "1 2\n1 -3\n1 4\n", &["negative.txt:2"]),
+        ("empty.txt", "", &["empty.txt"]),
+        ("short.txt", "1 2\n1 3\n2 4\n2 5\n", &["3 items"]),
+    ];
+    for (name, body, needles) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        let o = train(&p, &dir.join(format!("run-{name}")), &["--epochs", "1"]);
+        assert_error(&o, needles);
+    }
+    let o = train(&dir.join("missing.txt"), &dir.join("r"), &["--epochs", "1"]);
+    assert_error(&o, &["missing.txt"]);
+    let o = train(&dir, &dir.join("r2"), &["--epochs", "1"]);
+    assert_error(&o, &["directory"]);
+}
+
+#[test]
+fn bad_flags_are_named() {
+    let dir = tmp("bad-flags");
+    let data = tiny_data(&dir);
+    let d = data.to_str().unwrap();
+    // Window longer than every sequence (the longest has 12 items).
+    let o = pasa(&["train", "--data", d, "--n", "50", "--device", "cpu", "--out", dir.join("r1").to_str().unwrap()]);
+    assert_error(&o, &["--n", "longer than every sequence"]);
+    let o = train(&data, &dir.join("r2"), &["--heads", "3"]);
+    assert_error(&o, &["--heads"]);
+    let o = train(&data, &dir.join("r3"), &["--synthetic-users", "10"]);
+    assert_error(&o, &["--synthetic-users", "--data"]);
+    let o = pasa(&["train", "--format", "pairs", "--device", "cpu"]);
+    assert_error(&o, &["--format", "needs --data"]);
+    let o = train(&data, &dir.join("r4"), &["--model", "bert4rec"]);
+    assert_error(&o, &["--model", "sasrec"]);
+    let o = train(&data, &dir.join("r5"), &["--protocol", "sampled7"]);
+    assert_error(&o, &["--protocol"]);
+    let o = train(&data, &dir.join("r6"), &["--lr=-1"]);
+    assert_error(&o, &["--lr"]);
+    // clap's own errors also exit with 2.
+    let o = pasa(&["train", "--epochs", "many"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // An existing run is never overwritten, and --resume takes no model flags.
+    let run = dir.join("run");
+    assert!(train(&data, &run, &["--epochs", "1"]).status.success());
+    let o = train(&data, &run, &["--epochs", "1"]);
+    assert_error(&o, &["--out", "already holds a run"]);
+    let o = pasa(&["train", "--resume", run.to_str().unwrap(), "--d", "16"]);
+    assert_error(&o, &["--d", "contradicts --resume"]);
+    let o = pasa(&["train", "--resume", dir.to_str().unwrap(), "--epochs", "2"]);
+    assert_error(&o, &["config.toml"]);
+}
+
+#[test]
+fn bad_checkpoints_are_named() {
+    let dir = tmp("bad-ckpt");
+    let data = tiny_data(&dir);
+    let run = dir.join("run");
+    assert!(train(&data, &run, &["--epochs", "1"]).status.success());
+    let best = run.join("best.safetensors");
+
+    // Shapes that do not match the configuration: the sidecar claims d = 16.
+    let side = run.join("best.json");
+    let meta = std::fs::read_to_string(&side).unwrap();
+    let wrong = dir.join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    std::fs::copy(&best, wrong.join("best.safetensors")).unwrap();
+    std::fs::write(wrong.join("best.json"), meta.replace("\"d\": 8", "\"d\": 16").replace("\"d_ff\": 8", "\"d_ff\": 16")).unwrap();
+    let o = pasa(&["eval", wrong.to_str().unwrap(), "--device", "cpu"]);
+    assert_error(&o, &["best.safetensors", "shape"]);
+
+    // A truncated checkpoint.
+    let cut = dir.join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    let bytes = std::fs::read(&best).unwrap();
+    std::fs::write(cut.join("best.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::copy(&side, cut.join("best.json")).unwrap();
+    let o = pasa(&["eval", cut.to_str().unwrap(), "--device", "cpu"]);
+    assert_error(&o, &["best.safetensors"]);
+
+    let o = pasa(&["eval", dir.join("nothing").to_str().unwrap()]);
+    assert_error(&o, &["nothing"]);
+}
+
+#[test]
+fn data_stats_and_convert() {
+    let dir = tmp("data");
+    let data = tiny_data(&dir);
+    let bin = dir.join("tiny.bin");
+    let o = pasa(&["data", "convert", data.to_str().unwrap(), bin.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = pasa(&["data", "stats", bin.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("40") && out.contains("12"), "{out}");
+    // Training reads the binary file as well.
+    let o = train(&bin, &dir.join("run"), &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+}
