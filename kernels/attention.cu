@@ -101,6 +101,9 @@ using namespace pasa;
 namespace {
 
 constexpr int THREADS = 128;  // 4 warps in every attention kernel
+// attn_fwd / attn_bwd declare __launch_bounds__(THREADS, 2): without the occupancy hint ptxas
+// capped attn_fwd_d128 at 96 registers and spilled; with 4 blocks per SM (128 registers) every
+// bucket spilled. Two blocks per SM let the register-blocked accumulators stay in registers.
 constexpr int WARPS = THREADS / 32;
 constexpr int SCORE_CONTENT = 0;
 
@@ -414,7 +417,7 @@ __device__ __forceinline__ void attn_bwd_impl(
 
 // ─── attn_fwd ───────────────────────────────────────────────────────────────────────────────
 #define PASA_ATTN_FWD(NAME, DH, R)                                                               \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                  \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(                                \
         const float* q, const float* k, const float* v, const float* pos, const float* u,        \
         const float* l, const unsigned* start, float* y, float* lse, int B, int n, int H,        \
         int dh, float scale, int score_kind, int u_kind, int u_heads, int l_kind, int l_heads,   \
@@ -447,7 +450,7 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // ─── attn_bwd ───────────────────────────────────────────────────────────────────────────────
 #define PASA_ATTN_BWD(NAME, DH, R)                                                               \
-    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                  \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(                                \
         const float* q, const float* k, const float* v, const float* pos, const float* u,        \
         const float* l, const unsigned* start, const float* dy, const float* lse,                \
         const float* D, float* dq, float* dk, float* dv, float* ws_du, float* ws_dl,             \
