@@ -18,3 +18,97 @@ pub mod tape;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The CUDA kernels, compiled to PTX by build.rs from `kernels/*.cu`.
+///
+/// `KERNELS` lists (file stem, PTX text) pairs, one per `.cu` file; it is empty when the crate
+/// was built without nvcc, and the CUDA backend must then report that instead of loading them.
+/// `ARCH` is the target they were compiled for (`PASA_CUDA_ARCH`, default `sm_90`). Launch
+/// contracts (grid, block, shared memory, parameter order) are documented at the top of each
+/// `.cu` file.
+pub mod kernels {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+    /// Entry points each kernel file must export (unmangled `extern "C"` names).
+    pub const ENTRY_POINTS: &[(&str, &[&str])] = &[
+        (
+            "attention",
+            &[
+                "attn_fwd_d32",
+                "attn_fwd_d64",
+                "attn_fwd_d128",
+                "attn_bwd_preprocess",
+                "attn_bwd_d32",
+                "attn_bwd_d64",
+                "attn_bwd_d128",
+                "attn_reduce_kernel_grad",
+                "mix_fwd",
+                "mix_bwd",
+            ],
+        ),
+        (
+            "elementwise",
+            &[
+                "fill_f32",
+                "add_f32",
+                "axpy_f32",
+                "scale_f32",
+                "bias_add",
+                "col_sum",
+                "relu_fwd",
+                "relu_bwd",
+                "gelu_fwd",
+                "gelu_bwd",
+                "dropout_fwd",
+                "dropout_bwd",
+                "row_mask",
+                "layernorm_fwd",
+                "layernorm_bwd",
+                "layernorm_bwd_params",
+                "rope_fwd",
+                "rope_bwd",
+                "embedding_fwd",
+                "embedding_bwd",
+                "cross_entropy_fwd",
+                "cross_entropy_bwd",
+                "adam",
+                "sumsq",
+                "sum_f32",
+            ],
+        ),
+    ];
+
+    /// The PTX text of kernel file `name`, if it was built.
+    pub fn ptx(name: &str) -> Option<&'static str> {
+        KERNELS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn embedded_ptx_targets_the_arch_and_exports_the_entry_points() {
+            if KERNELS.is_empty() {
+                eprintln!("no CUDA kernels in this build (nvcc absent): nothing to check");
+                return;
+            }
+            for (name, text) in KERNELS {
+                assert!(text.contains(".version"), "{name}: no .version directive");
+                assert!(
+                    text.contains(&format!(".target {ARCH}")),
+                    "{name}: not compiled for {ARCH}"
+                );
+            }
+            for (file, entries) in ENTRY_POINTS {
+                let text = ptx(file).unwrap_or_else(|| panic!("kernel file {file} not built"));
+                for e in *entries {
+                    assert!(
+                        text.contains(&format!(".entry {e}(")),
+                        "{file}: entry point {e} missing"
+                    );
+                }
+            }
+        }
+    }
+}
