@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn pasa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pasa")).args(args).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_pasa"))
+        .args(args)
+        .output()
+        .expect("runs")
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -30,26 +33,52 @@ fn tiny_data(dir: &Path) -> PathBuf {
     p
 }
 
-const SMALL: &[&str] = &["--device", "cpu", "--d", "8", "--n", "6", "--batch", "8", "--eval-batch", "16"];
+const SMALL: &[&str] = &[
+    "--device",
+    "cpu",
+    "--d",
+    "8",
+    "--n",
+    "6",
+    "--batch",
+    "8",
+    "--eval-batch",
+    "16",
+];
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["train", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(SMALL);
     args.extend_from_slice(extra);
     pasa(&args)
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    (
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 /// Exit code 2, no panic, and a last stderr line `error: …` containing every `needle`.
 fn assert_error(o: &Output, needles: &[&str]) {
     let (_, err) = text(o);
     assert_eq!(o.status.code(), Some(2), "exit code; stderr:\n{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "a panic:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "a panic:\n{err}"
+    );
     let last = err.trim_end().lines().last().unwrap_or("");
-    assert!(last.starts_with("error: "), "last line is not an error: {last}");
+    assert!(
+        last.starts_with("error: "),
+        "last line is not an error: {last}"
+    );
     for n in needles {
         assert!(last.contains(n), "error does not mention {n:?}: {last}");
     }
@@ -63,26 +92,61 @@ fn train_then_eval_end_to_end() {
     let o = train(&data, &run, &["--model", "pasa", "--epochs", "2"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "train failed:\n{err}");
-    assert!(out.contains("full ranking") && out.contains("NDCG"), "{out}");
-    for f in ["config.toml", "metrics.jsonl", "best.safetensors", "best.json", "last.safetensors", "last.json", "test.json"] {
+    assert!(
+        out.contains("full ranking") && out.contains("NDCG"),
+        "{out}"
+    );
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "best.safetensors",
+        "best.json",
+        "last.safetensors",
+        "last.json",
+        "test.json",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 3, "two epochs and the test line:\n{lines}");
+    assert_eq!(
+        lines.lines().count(),
+        3,
+        "two epochs and the test line:\n{lines}"
+    );
     for l in lines.lines() {
         serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON");
     }
     // The run's config is the echoed one and names the model.
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
-    assert!(cfg.contains("name = \"pasa\"") && cfg.contains("u = \"toeplitz\""), "{cfg}");
+    assert!(
+        cfg.contains("name = \"pasa\"") && cfg.contains("u = \"toeplitz\""),
+        "{cfg}"
+    );
 
-    let o = pasa(&["eval", run.to_str().unwrap(), "--protocol", "all", "--device", "cpu"]);
+    let o = pasa(&[
+        "eval",
+        run.to_str().unwrap(),
+        "--protocol",
+        "all",
+        "--device",
+        "cpu",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "eval failed:\n{err}");
-    for p in ["full ranking", "seen items excluded", "sampled: 1 positive + 100 negatives"] {
+    for p in [
+        "full ranking",
+        "seen items excluded",
+        "sampled: 1 positive + 100 negatives",
+    ] {
         assert!(out.contains(p), "eval output lacks {p}:\n{out}");
     }
-    let o = pasa(&["eval", run.join("best.safetensors").to_str().unwrap(), "--json", "--split", "valid"]);
+    let o = pasa(&[
+        "eval",
+        run.join("best.safetensors").to_str().unwrap(),
+        "--json",
+        "--split",
+        "valid",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
@@ -100,7 +164,15 @@ fn resume_ends_at_the_same_parameters() {
     assert!(o.status.success(), "{}", text(&o).1);
     let o = train(&data, &b, &[&common[..], &["--epochs", "1"]].concat());
     assert!(o.status.success(), "{}", text(&o).1);
-    let o = pasa(&["train", "--resume", b.to_str().unwrap(), "--epochs", "3", "--device", "cpu"]);
+    let o = pasa(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+    ]);
     assert!(o.status.success(), "{}", text(&o).1);
     let (ta, ma) = checkpoint::load(&a.join("last.safetensors")).unwrap();
     let (tb, mb) = checkpoint::load(&b.join("last.safetensors")).unwrap();
@@ -109,8 +181,16 @@ fn resume_ends_at_the_same_parameters() {
     assert_eq!(ta.len(), tb.len());
     for (x, y) in ta.iter().zip(&tb) {
         assert_eq!(x.name, y.name);
-        let same = x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
-        assert!(same, "{} differs between the resumed and the uninterrupted run", x.name);
+        let same = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(
+            same,
+            "{} differs between the resumed and the uninterrupted run",
+            x.name
+        );
     }
 }
 
@@ -141,7 +221,17 @@ fn bad_flags_are_named() {
     let data = tiny_data(&dir);
     let d = data.to_str().unwrap();
     // Window longer than every sequence (the longest has 12 items).
-    let o = pasa(&["train", "--data", d, "--n", "50", "--device", "cpu", "--out", dir.join("r1").to_str().unwrap()]);
+    let o = pasa(&[
+        "train",
+        "--data",
+        d,
+        "--n",
+        "50",
+        "--device",
+        "cpu",
+        "--out",
+        dir.join("r1").to_str().unwrap(),
+    ]);
     assert_error(&o, &["--n", "longer than every sequence"]);
     let o = train(&data, &dir.join("r2"), &["--heads", "3"]);
     assert_error(&o, &["--heads"]);
@@ -184,7 +274,12 @@ fn bad_checkpoints_are_named() {
     let wrong = dir.join("wrong");
     std::fs::create_dir_all(&wrong).unwrap();
     std::fs::copy(&best, wrong.join("best.safetensors")).unwrap();
-    std::fs::write(wrong.join("best.json"), meta.replace("\"d\": 8", "\"d\": 16").replace("\"d_ff\": 8", "\"d_ff\": 16")).unwrap();
+    std::fs::write(
+        wrong.join("best.json"),
+        meta.replace("\"d\": 8", "\"d\": 16")
+            .replace("\"d_ff\": 8", "\"d_ff\": 16"),
+    )
+    .unwrap();
     let o = pasa(&["eval", wrong.to_str().unwrap(), "--device", "cpu"]);
     assert_error(&o, &["best.safetensors", "shape"]);
 
@@ -206,7 +301,12 @@ fn data_stats_and_convert() {
     let dir = tmp("data");
     let data = tiny_data(&dir);
     let bin = dir.join("tiny.bin");
-    let o = pasa(&["data", "convert", data.to_str().unwrap(), bin.to_str().unwrap()]);
+    let o = pasa(&[
+        "data",
+        "convert",
+        data.to_str().unwrap(),
+        bin.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o).1);
     let o = pasa(&["data", "stats", bin.to_str().unwrap()]);
     let (out, err) = text(&o);

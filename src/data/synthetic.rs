@@ -6,12 +6,17 @@
 //! - Each user draws a length L uniform in `min_len..=max_len` and a first item x₀ uniform over
 //!   all items. The theme of x₀, g = (x₀ − 1) mod [`THEMES`], is the user's theme.
 //! - Each later item x_t is drawn from one mechanism, chosen with these probabilities:
-//!   - 0.40 recency: x_t = succ(x_{t−1});
-//!   - 0.10 skip: x_t = succ(x_{t−2}) (succ(x_{t−1}) at t = 1);
-//!   - 0.20 periodic: x_t = x_{t−P} with P = [`PERIOD`] (a theme item while t < P);
-//!   - 0.20 long range: an item of theme g, uniform — x₀ thus shapes the whole sequence,
+//!   - 0.15 recency: x_t = succ(x_{t−1});
+//!   - 0.05 skip: x_t = succ(x_{t−2}) (succ(x_{t−1}) at t = 1);
+//!   - 0.45 periodic: x_t = x_{t−P} with P = [`PERIOD`] (a theme item while t < P);
+//!   - 0.25 long range: an item of theme g, uniform — x₀ thus shapes the whole sequence,
 //!     its final items included;
 //!   - 0.10 noise: a popularity-skewed item, 1 + ⌊I·u²⌋ for u uniform.
+//!
+//! The periodic copy dominates on purpose: predicting it needs to know which item sat exactly
+//! P slots back, which a model without any position signal cannot tell from the others in its
+//! window. (Measured: SASRec without position embedding reaches test NDCG@10 ≈ 0.13 after 20
+//! epochs, `pasa` with its Toeplitz U ≈ 0.49; README, "The synthetic dataset".)
 //!
 //! Users are independent; user u draws from the stream `derive(seed, u + 1)`, so the data are a
 //! pure function of the configuration.
@@ -25,10 +30,10 @@ pub const PERIOD: usize = 5;
 /// Number of themes (items are assigned round-robin).
 pub const THEMES: usize = 10;
 
-const P_LAST: f32 = 0.40;
-const P_SKIP: f32 = P_LAST + 0.10;
-const P_PERIOD: f32 = P_SKIP + 0.20;
-const P_THEME: f32 = P_PERIOD + 0.20;
+const P_LAST: f32 = 0.15;
+const P_SKIP: f32 = P_LAST + 0.05;
+const P_PERIOD: f32 = P_SKIP + 0.45;
+const P_THEME: f32 = P_PERIOD + 0.25;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyntheticConfig {
@@ -208,8 +213,9 @@ mod tests {
         let users = s.num_users() as f64;
         let (hr_pop, hr_bi) = (hit_pop as f64 / users, hit_bi as f64 / users);
         eprintln!("HR@10 on the last item: bigram {hr_bi:.3}, popularity {hr_pop:.3}");
+        // Recency is 15% of the draws plus what the periodic copies carry along (≈ 0.26).
         assert!(
-            hr_bi > 0.4 && hr_bi > 3.0 * hr_pop,
+            hr_bi > 0.2 && hr_bi > 3.0 * hr_pop,
             "bigram {hr_bi} vs pop {hr_pop}"
         );
     }
@@ -235,7 +241,7 @@ mod tests {
         for lag in [1, 2, 3, 4, 6, 7] {
             assert!(at_p > 4.0 * rate(lag), "lag {lag}: {} vs {at_p}", rate(lag));
         }
-        assert!(at_p > 0.15, "{at_p}");
+        assert!(at_p > 0.4, "{at_p}");
     }
 
     #[test]
@@ -254,7 +260,7 @@ mod tests {
         let (same, control) = (same / users as f64, control / users as f64);
         eprintln!("last item in the first item's theme: {same:.3} (control {control:.3})");
         assert!(
-            same > 0.25 && same > 2.0 * control,
+            same > 0.4 && same > 2.0 * control,
             "{same} vs control {control}"
         );
     }
