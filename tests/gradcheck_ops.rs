@@ -87,10 +87,17 @@ fn dropout_and_row_mask() {
     check("dropout", &[("x", &[6, 5])], &|t, p| {
         t.dropout(p[0], 0.3, 99)
     });
+    // A partly and a fully padded window.
     check("row_mask", &[("x", &[2 * 4, 3])], &|t, p| {
         let start = t.ints(&[1, 4]);
         t.row_mask(p[0], start, 4)
     });
+    for n in [1, 7, 33] {
+        check(&format!("row_mask n {n}"), &[("x", &[3 * n, 5])], &|t, p| {
+            let start = t.ints(&[0, (n / 2) as u32, n as u32]);
+            t.row_mask(p[0], start, n)
+        });
+    }
 }
 
 #[test]
