@@ -553,3 +553,44 @@ impl Backend for Cuda {
         self.adam_impl(step, params, grads, m, v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where no GPU is usable (CI, this development machine), every entry point reports it as
+    /// an error or a line of text: none may panic.
+    #[test]
+    fn no_gpu_is_an_error_not_a_panic() {
+        let info = device_info();
+        assert!(info.starts_with("kernels:"), "{info}");
+        match cuda_available() {
+            Ok(()) => {
+                let c = Cuda::new(0).expect("a usable GPU");
+                assert!(c.name().starts_with("cuda:0"));
+                assert!(Cuda::new(usize::MAX >> 1).is_err());
+            }
+            Err(why) => {
+                let err = Cuda::new(0)
+                    .err()
+                    .expect("Cuda::new must fail like the probe");
+                assert!(!err.0.is_empty());
+                if crate::kernels::KERNELS.is_empty() {
+                    assert!(why.0.contains("nvcc"), "{why}");
+                    assert!(err.0.contains("--device cpu"), "{err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attention_buckets_and_shared_memory() {
+        let b = attention::Bucket::for_dh(50);
+        assert_eq!((b.dh, b.fwd, b.bwd), (64, "attn_fwd_d64", "attn_bwd_d64"));
+        // The launch contracts' byte counts.
+        assert_eq!(attention::Bucket::for_dh(32).bwd_smem(), 21_120);
+        assert_eq!(attention::Bucket::for_dh(64).bwd_smem(), 37_760);
+        assert_eq!(attention::Bucket::for_dh(128).bwd_smem(), 52_544);
+        assert!(std::panic::catch_unwind(|| attention::Bucket::for_dh(129)).is_err());
+    }
+}
