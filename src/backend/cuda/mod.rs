@@ -302,9 +302,17 @@ impl Cuda {
         if x.len == 0 {
             return Vec::new();
         }
-        self.stream
+        let v = self
+            .stream
             .clone_dtoh(&x.buf.slice(x.off..x.off + x.len))
-            .unwrap_or_else(|e| panic!("cuda: download of {} floats failed: {e}", x.len))
+            .unwrap_or_else(|e| panic!("cuda: download of {} floats failed: {e}", x.len));
+        // A device-to-pageable copy completes before returning (CUDA's documented behaviour),
+        // but cudarc's guard for a Vec does not synchronise: make the sync point explicit, so
+        // that it also surfaces any asynchronous kernel fault here with its message.
+        self.stream
+            .synchronize()
+            .unwrap_or_else(|e| panic!("cuda: a queued kernel failed: {e}"));
+        v
     }
 
     /// dst[..src.len] = src, device to device.
