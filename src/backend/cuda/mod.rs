@@ -25,7 +25,9 @@ use super::{
 use crate::error::{Error, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-use cudarc::driver::{result as drv, CudaContext, CudaFunction, CudaSlice, CudaStream};
+use cudarc::driver::{
+    result as drv, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits,
+};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -293,9 +295,34 @@ impl Cuda {
 
     /// A zeroed device buffer.
     fn alloc(&self, len: usize) -> CudaSlice<f32> {
+        self.alloc_any(len)
+    }
+
+    /// A zeroed device buffer of any element type. Length 0 gets a one-element allocation
+    /// seen as empty: cuMemAlloc rejects a size of 0, and relying on the async allocator
+    /// accepting it is not worth the risk.
+    fn alloc_any<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> CudaSlice<T> {
+        let buf = self
+            .stream
+            .alloc_zeros::<T>(len.max(1))
+            .unwrap_or_else(|e| panic!("cuda: allocating {len} elements failed: {e}"));
+        if len > 0 {
+            return buf;
+        }
+        let ptr = buf.leak();
+        // SAFETY: `ptr` is a live allocation of this stream's context, owned by nobody after
+        // leak(); the new slice frees it on drop and, with length 0, never indexes it.
+        unsafe { self.stream.upgrade_device_ptr(ptr, 0) }
+    }
+
+    /// Upload host data (empty data gives an empty buffer).
+    fn upload_any<T: DeviceRepr + ValidAsZeroBits>(&self, data: &[T]) -> CudaSlice<T> {
+        if data.is_empty() {
+            return self.alloc_any(0);
+        }
         self.stream
-            .alloc_zeros(len)
-            .unwrap_or_else(|e| panic!("cuda: allocating {len} floats failed: {e}"))
+            .clone_htod(data)
+            .unwrap_or_else(|e| panic!("cuda: upload of {} elements failed: {e}", data.len()))
     }
 
     fn download_impl(&self, x: View<CudaSlice<f32>>) -> Vec<f32> {
@@ -341,14 +368,10 @@ impl Backend for Cuda {
         self.alloc(len)
     }
     fn upload(&self, data: &[f32]) -> CudaSlice<f32> {
-        self.stream
-            .clone_htod(data)
-            .unwrap_or_else(|e| panic!("cuda: upload of {} floats failed: {e}", data.len()))
+        self.upload_any(data)
     }
     fn upload_u32(&self, data: &[u32]) -> CudaSlice<u32> {
-        self.stream
-            .clone_htod(data)
-            .unwrap_or_else(|e| panic!("cuda: upload of {} ints failed: {e}", data.len()))
+        self.upload_any(data)
     }
     fn download(&self, x: View<CudaSlice<f32>>) -> Vec<f32> {
         self.download_impl(x)
