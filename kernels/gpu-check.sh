@@ -59,8 +59,10 @@ step() {  # step NAME COMMAND...
 
 # Parity skips without a usable GPU, which would read as a pass: fail loudly instead.
 probe() {
-  ./parity --nocapture memory_fill_axpy_and_sums 2>&1 | tee /dev/stderr | grep -q "parity skipped" && return 1
-  return 0
+  local out
+  out="$(./parity --nocapture memory_fill_axpy_and_sums 2>&1)"
+  echo "$out"
+  case "$out" in *"parity skipped"*) return 1 ;; esac
 }
 step gpu-usable probe
 step unit ./unit --test-threads=1 backend::cuda
