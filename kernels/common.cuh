@@ -118,6 +118,11 @@ __device__ __forceinline__ uint64_t attn_dropout_index(int b, int h, int i, int 
     return (((uint64_t)b * H + h) * n + i) * n + j;
 }
 
+// 1-D grid-stride loop over `count` elements with a size_t index (the "flat" launch shape).
+#define GRID_STRIDE(i, count)                                                              \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (count);            \
+         i += (size_t)gridDim.x * blockDim.x)
+
 // ceil(a / b) for positive ints.
 __host__ __device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
 

@@ -1,6 +1,8 @@
-// Elementwise, normalisation, embedding, loss and optimiser kernels: small, simple, correct.
-// Each op's forward and backward sit side by side. Conventions: common.cuh (f32 row-major,
-// `int` shapes, `size_t` flat counts, `unsigned` ids, `unsigned long long` seeds).
+// Elementwise and normalisation kernels (bias, column sums, activations, dropout, padding
+// masks, layer norm, rotary embedding, full-buffer reductions): small, simple, correct. Each
+// op's forward and backward sit side by side. Conventions: common.cuh (f32 row-major, `int`
+// shapes, `size_t` flat counts, `unsigned` ids, `unsigned long long` seeds). The other families
+// live in embedding.cu, loss.cu and optim.cu.
 //
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 // LAUNCH CONTRACTS. "flat" = 1-D grid-stride loop: any grid, block 256 (e.g.
@@ -36,35 +38,22 @@
 //                float* ws_dgamma, float* ws_dbeta, int rows, int cols)
 //               writes partials ws_*[g·cols + c] (G·cols floats each, overwritten); finish with
 //               col_sum(ws_dgamma, dgamma, G, cols, acc) and the same for dbeta.
-// rope_fwd      flat over B·n·H·dh/2 pairs   (const float* x, float* y, int B, int n, int H, int dh)
-// rope_bwd      flat over pairs              (const float* dy, float* dx, int B, int n, int H, int dh)
-//               x, y: [B, n, H·dh], dh even; y may alias x (each thread reads its pair first)
-// embedding_fwd flat over rows·cols  (const unsigned* ids, const float* table, float* out,
-//                                     int rows, int cols, float scale)
-// embedding_bwd flat over rows·cols  (const unsigned* ids, const float* dout, float* dtable,
-//                                     int rows, int cols, float scale)   atomicAdd into dtable
-// cross_entropy_fwd grid (rows), block 256
-//               (const float* logits, const unsigned* targets, float* loss, float* lse,
-//                int rows, int vocab)
-// cross_entropy_bwd grid (rows), block 256
-//               (const float* logits, const unsigned* targets, const float* lse,
-//                float* dlogits, int rows, int vocab, float scale)
-// adam          flat   (float* param, const float* grad, float* m, float* v, size_t count,
-//                       float lr, float beta1, float beta2, float eps, float weight_decay,
-//                       int step, float grad_scale)
+// rope_fwd      flat over B·n·H·ceil(dh/2) slots  (const float* x, float* y, int B, int n, int H, int dh)
+// rope_bwd      flat over the same slots          (const float* dy, float* dx, int B, int n, int H, int dh)
+//               x, y: [B, n, H·dh]; slot c < dh/2 rotates the pair (2c, 2c+1); with dh odd the
+//               last slot copies element dh−1 unchanged. y may alias x (each thread reads its
+//               pair first).
 // sumsq         grid (G), block 256   (const float* x, size_t count, float* partials)
 //               partials[g] = Σ x² over the grid-stride share of block g (G floats)
+// sum_part      grid (G), block 256   (const float* x, size_t count, float* partials)
+//               partials[g] = Σ x over the grid-stride share of block g (G floats)
 // sum_f32       grid (1), block 256   (const float* x, size_t count, float* out)  out[0] = Σ x
-//               (finishes sumsq: the global gradient norm is sqrt(sum_f32(partials)))
+//               (finishes sumsq / sum_part: the global gradient norm is sqrt(sum_f32(partials)))
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 
 #include "common.cuh"
 
 using namespace pasa;
-
-#define GRID_STRIDE(i, count)                                                              \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (count);            \
-         i += (size_t)gridDim.x * blockDim.x)
 
 // ─── basic arithmetic ───────────────────────────────────────────────────────────────────────
 extern "C" __global__ void fill_f32(float* x, float value, size_t count) {
@@ -251,12 +240,16 @@ __device__ __forceinline__ void rope_angle(int i, int c, int dh, float* cs, floa
 }  // namespace
 
 extern "C" __global__ void rope_fwd(const float* x, float* y, int B, int n, int H, int dh) {
-    const int half = dh / 2;
-    GRID_STRIDE(e, (size_t)B * n * H * half) {
-        const int c = (int)(e % half);
-        const size_t rowhead = e / half;              // (b·n + i)·H + h
-        const int i = (int)((rowhead / H) % n);
+    const int half = dh / 2, slots = (dh + 1) / 2;
+    GRID_STRIDE(e, (size_t)B * n * H * slots) {
+        const int c = (int)(e % slots);
+        const size_t rowhead = e / slots;             // (b·n + i)·H + h
         const size_t off = rowhead * dh + 2 * c;      // [B, n, H·dh]: row·(H·dh) + h·dh + 2c
+        if (c == half) {                              // odd dh: the last element is kept
+            y[off] = x[off];
+            continue;
+        }
+        const int i = (int)((rowhead / H) % n);
         float cs, sn;
         rope_angle(i, c, dh, &cs, &sn);
         const float a = x[off], b = x[off + 1];
@@ -267,12 +260,16 @@ extern "C" __global__ void rope_fwd(const float* x, float* y, int B, int n, int 
 
 // The rotation is orthogonal: the backward rotates the gradient by −angle.
 extern "C" __global__ void rope_bwd(const float* dy, float* dx, int B, int n, int H, int dh) {
-    const int half = dh / 2;
-    GRID_STRIDE(e, (size_t)B * n * H * half) {
-        const int c = (int)(e % half);
-        const size_t rowhead = e / half;
-        const int i = (int)((rowhead / H) % n);
+    const int half = dh / 2, slots = (dh + 1) / 2;
+    GRID_STRIDE(e, (size_t)B * n * H * slots) {
+        const int c = (int)(e % slots);
+        const size_t rowhead = e / slots;
         const size_t off = rowhead * dh + 2 * c;
+        if (c == half) {
+            dx[off] = dy[off];
+            continue;
+        }
+        const int i = (int)((rowhead / H) % n);
         float cs, sn;
         rope_angle(i, c, dh, &cs, &sn);
         const float a = dy[off], b = dy[off + 1];
@@ -281,95 +278,21 @@ extern "C" __global__ void rope_bwd(const float* dy, float* dx, int B, int n, in
     }
 }
 
-// ─── embedding: gather forward, scatter-add backward ────────────────────────────────────────
-extern "C" __global__ void embedding_fwd(const unsigned* ids, const float* table, float* out,
-                                         int rows, int cols, float scale) {
-    GRID_STRIDE(e, (size_t)rows * cols) {
-        const size_t r = e / cols, c = e % cols;
-        out[e] = table[(size_t)ids[r] * cols + c] * scale;
-    }
-}
-
-// Repeated ids collide; atomics are the simple answer (few collisions per element).
-extern "C" __global__ void embedding_bwd(const unsigned* ids, const float* dout, float* dtable,
-                                         int rows, int cols, float scale) {
-    GRID_STRIDE(e, (size_t)rows * cols) {
-        const size_t r = e / cols, c = e % cols;
-        atomicAdd(&dtable[(size_t)ids[r] * cols + c], scale * dout[e]);
-    }
-}
-
-// ─── softmax cross-entropy over the catalogue; column 0 (padding item) is never a class ─────
-extern "C" __global__ void __launch_bounds__(256)
-    cross_entropy_fwd(const float* logits, const unsigned* targets, float* loss, float* lse,
-                      int rows, int vocab) {
-    __shared__ float scratch[32];
-    const int r = blockIdx.x;
-    if (r >= rows) return;
-    const unsigned t = targets[r];
-    if (t == 0) {  // ignored row (padding position): no loss, no work
-        if (threadIdx.x == 0) {
-            loss[r] = 0.0f;
-            lse[r] = 0.0f;
-        }
-        return;
-    }
-    const float* z = logits + (size_t)r * vocab;
-    float mx = -INFINITY;
-    for (int c = 1 + threadIdx.x; c < vocab; c += blockDim.x) mx = fmaxf(mx, z[c]);
-    mx = block_max(mx, scratch);
-    float s = 0.0f;
-    for (int c = 1 + threadIdx.x; c < vocab; c += blockDim.x) s += expf(z[c] - mx);
-    s = block_sum(s, scratch);
-    if (threadIdx.x == 0) {
-        const float l = mx + logf(s);
-        lse[r] = l;
-        loss[r] = l - z[t];
-    }
-}
-
-// dlogits = (softmax − onehot(target)) · scale; column 0 and ignored rows get 0.
-extern "C" __global__ void __launch_bounds__(256)
-    cross_entropy_bwd(const float* logits, const unsigned* targets, const float* lse,
-                      float* dlogits, int rows, int vocab, float scale) {
-    const int r = blockIdx.x;
-    if (r >= rows) return;
-    const unsigned t = targets[r];
-    const size_t off = (size_t)r * vocab;
-    const float l = lse[r];
-    for (int c = threadIdx.x; c < vocab; c += blockDim.x) {
-        float g = 0.0f;
-        if (t != 0 && c != 0) g = (expf(logits[off + c] - l) - (c == (int)t ? 1.0f : 0.0f)) * scale;
-        dlogits[off + c] = g;
-    }
-}
-
-// ─── Adam over the flat parameter buffer (one launch for all tensors) ──────────────────────
-// gs scales the gradient (clipping). Bias corrections 1 − β^step are evaluated in double and
-// rounded once, so that every thread (and the CPU, which should do the same) agrees exactly.
-// Weight decay is decoupled (AdamW): it is added to the step, not to the moments.
-extern "C" __global__ void adam(float* param, const float* grad, float* m, float* v, size_t count,
-                                float lr, float beta1, float beta2, float eps, float weight_decay,
-                                int step, float grad_scale) {
-    const float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
-    const float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
-    GRID_STRIDE(e, count) {
-        const float g = grad[e] * grad_scale;
-        const float mm = beta1 * m[e] + (1.0f - beta1) * g;
-        const float vv = beta2 * v[e] + (1.0f - beta2) * g * g;
-        m[e] = mm;
-        v[e] = vv;
-        const float mhat = mm / bc1, vhat = vv / bc2;
-        param[e] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[e]);
-    }
-}
-
-// ─── global gradient norm: per-block partial sums of squares, then one final sum ────────────
+// ─── full-buffer reductions: per-block partials (Σx² or Σx), then one final sum ─────────────
 extern "C" __global__ void __launch_bounds__(256)
     sumsq(const float* x, size_t count, float* partials) {
     __shared__ float scratch[32];
     float s = 0.0f;
     GRID_STRIDE(e, count) s = fmaf(x[e], x[e], s);
+    s = block_sum(s, scratch);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    sum_part(const float* x, size_t count, float* partials) {
+    __shared__ float scratch[32];
+    float s = 0.0f;
+    GRID_STRIDE(e, count) s += x[e];
     s = block_sum(s, scratch);
     if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }

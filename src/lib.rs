@@ -67,15 +67,22 @@ pub mod kernels {
                 "layernorm_bwd_params",
                 "rope_fwd",
                 "rope_bwd",
-                "embedding_fwd",
-                "embedding_bwd",
-                "cross_entropy_fwd",
-                "cross_entropy_bwd",
-                "adam",
                 "sumsq",
+                "sum_part",
                 "sum_f32",
             ],
         ),
+        ("embedding", &["embedding_fwd", "embedding_bwd"]),
+        (
+            "loss",
+            &[
+                "cross_entropy_fwd",
+                "cross_entropy_bwd",
+                "bce_fwd",
+                "bce_bwd",
+            ],
+        ),
+        ("optim", &["adam"]),
     ];
 
     /// The PTX text of kernel file `name`, if it was built.

@@ -1,6 +1,7 @@
 //! The one seam between devices: descriptors of the ops shared by every backend.
 
 pub mod cpu;
+pub mod cuda;
 
 /// How a positional kernel (U or L) is parametrised. DESIGN §1.
 #[derive(

@@ -1,0 +1,34 @@
+// Adam over the flat parameter buffer. Conventions: common.cuh.
+//
+// ─────────────────────────────────────────────────────────────────────────────────────────────
+// LAUNCH CONTRACT. "flat" = 1-D grid-stride loop: any grid, block 256; no shared memory.
+//
+// adam          flat   (float* param, const float* grad, float* m, float* v, size_t count,
+//                       float lr, float beta1, float beta2, float eps, float weight_decay,
+//                       int step, float grad_scale)
+//               param, m, v updated in place; step is 1-based (bias corrections)
+// ─────────────────────────────────────────────────────────────────────────────────────────────
+
+#include "common.cuh"
+
+using namespace pasa;
+
+// ─── Adam over the flat parameter buffer (one launch for all tensors) ──────────────────────
+// gs scales the gradient (clipping). Bias corrections 1 − β^step are evaluated in double and
+// rounded once, so that every thread (and the CPU, which should do the same) agrees exactly.
+// Weight decay is decoupled (AdamW): it is added to the step, not to the moments.
+extern "C" __global__ void adam(float* param, const float* grad, float* m, float* v, size_t count,
+                                float lr, float beta1, float beta2, float eps, float weight_decay,
+                                int step, float grad_scale) {
+    const float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
+    const float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
+    GRID_STRIDE(e, count) {
+        const float g = grad[e] * grad_scale;
+        const float mm = beta1 * m[e] + (1.0f - beta1) * g;
+        const float vv = beta2 * v[e] + (1.0f - beta2) * g * g;
+        m[e] = mm;
+        v[e] = vv;
+        const float mhat = mm / bc1, vhat = vv / bc2;
+        param[e] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[e]);
+    }
+}

@@ -1,0 +1,149 @@
+//! Row-major (batched) GEMM on column-major cuBLAS.
+//!
+//! A row-major `[r, c]` matrix is, byte for byte, its column-major transpose `[c, r]`. So the
+//! row-major product C = op(A)·op(B) is computed as the column-major product
+//! Cᵀ = op(B)ᵀ·op(A)ᵀ: B goes first, A second, m and n swap, and each operand keeps its own
+//! transpose flag (the stored matrix read column-major already is the transpose).
+
+use super::launch::{size, to_i32, Arg};
+use super::Cuda;
+use crate::backend::{Gemm, View, ViewMut};
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::CudaSlice;
+
+fn op(trans: bool) -> cublasOperation_t {
+    if trans {
+        cublasOperation_t::CUBLAS_OP_T
+    } else {
+        cublasOperation_t::CUBLAS_OP_N
+    }
+}
+
+/// Elements one batch entry spans inside a buffer, for the bounds checks.
+fn span(batch: usize, stride: usize, one: usize) -> usize {
+    if one == 0 {
+        0
+    } else {
+        (batch - 1) * stride + one
+    }
+}
+
+impl Cuda {
+    pub(super) fn gemm_impl(
+        &self,
+        g: &Gemm,
+        a: View<CudaSlice<f32>>,
+        b: View<CudaSlice<f32>>,
+        c: ViewMut<CudaSlice<f32>>,
+    ) {
+        let (m, n, k) = (g.m, g.n, g.k);
+        if g.batch == 0 || m == 0 || n == 0 {
+            return;
+        }
+        assert!(
+            a.len >= span(g.batch, g.stride_a, m * k),
+            "gemm: A too short"
+        );
+        assert!(
+            b.len >= span(g.batch, g.stride_b, k * n),
+            "gemm: B too short"
+        );
+        assert!(
+            c.len >= span(g.batch, g.stride_c, m * n),
+            "gemm: C too short"
+        );
+        // Overlapping outputs (stride_c 0 sums the batches into one C) would race inside one
+        // strided-batched call: run them in order instead, the first with the caller's beta and
+        // the rest accumulating, as the CPU backend does.
+        if g.batch > 1 && g.stride_c < m * n {
+            for bi in 0..g.batch {
+                let one = Gemm {
+                    batch: 1,
+                    beta: if bi == 0 { g.beta } else { 1.0 },
+                    ..*g
+                };
+                let av = View {
+                    buf: a.buf,
+                    off: a.off + bi * g.stride_a,
+                    len: m * k,
+                };
+                let bv = View {
+                    buf: b.buf,
+                    off: b.off + bi * g.stride_b,
+                    len: k * n,
+                };
+                let cv = ViewMut {
+                    buf: &mut *c.buf,
+                    off: c.off + bi * g.stride_c,
+                    len: m * n,
+                };
+                self.gemm_impl(&one, av, bv, cv);
+            }
+            return;
+        }
+        if k == 0 {
+            // An empty sum: C = beta·C for every batch entry (cuBLAS's handling of k = 0 is
+            // not something to rely on).
+            for bi in 0..g.batch {
+                let cv = ViewMut {
+                    buf: &mut *c.buf,
+                    off: c.off + bi * g.stride_c,
+                    len: m * n,
+                };
+                if g.beta == 0.0 {
+                    self.fill_impl(cv, 0.0);
+                } else {
+                    let p = self.pm(&cv);
+                    self.launch_flat("scale_f32", m * n, &[p, p, Arg::F32(g.beta), size(m * n)]);
+                }
+            }
+            return;
+        }
+        // Column-major operands: A' = B (ld = its stored row length), B' = A.
+        let ldb_stored = if g.trans_b { k } else { n };
+        let lda_stored = if g.trans_a { m } else { k };
+        let gemm = GemmConfig {
+            transa: op(g.trans_b),
+            transb: op(g.trans_a),
+            m: to_i32(n),
+            n: to_i32(m),
+            k: to_i32(k),
+            alpha: g.alpha,
+            lda: to_i32(ldb_stored.max(1)),
+            ldb: to_i32(lda_stored.max(1)),
+            beta: g.beta,
+            ldc: to_i32(n.max(1)),
+        };
+        let av = a.buf.slice(a.off..a.off + a.len);
+        let bv = b.buf.slice(b.off..b.off + b.len);
+        let mut cv = c.buf.slice_mut(c.off..c.off + c.len);
+        // cuBLAS calls do not bind the context themselves; a backend used from another thread
+        // than the one that created it would otherwise run on no context.
+        self.ctx
+            .bind_to_thread()
+            .unwrap_or_else(|e| panic!("cuda: binding the context failed: {e}"));
+        // SAFETY: the asserts above keep every batch entry of A, B and C inside its view; the
+        // leading dimensions are the stored row lengths; beta = 0 never reads C (cuBLAS).
+        let r = unsafe {
+            if g.batch == 1 {
+                self.blas.gemm(gemm, &bv, &av, &mut cv)
+            } else {
+                let cfg = StridedBatchedConfig {
+                    gemm,
+                    batch_size: to_i32(g.batch),
+                    stride_a: g.stride_b as i64,
+                    stride_b: g.stride_a as i64,
+                    stride_c: g.stride_c as i64,
+                };
+                self.blas.gemm_strided_batched(cfg, &bv, &av, &mut cv)
+            }
+        };
+        r.unwrap_or_else(|e| panic!("cuda: cuBLAS sgemm {g:?} failed: {e}"));
+        if self.sync_each_launch {
+            self.stream
+                .synchronize()
+                .unwrap_or_else(|e| panic!("cuda: cuBLAS sgemm failed: {e}"));
+        }
+    }
+}

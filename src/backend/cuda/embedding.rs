@@ -1,0 +1,60 @@
+//! Launchers of `kernels/embedding.cu`: gather forward, atomic scatter-add backward.
+
+use super::launch::{int, Arg};
+use super::Cuda;
+use crate::backend::{View, ViewMut};
+use cudarc::driver::CudaSlice;
+
+impl Cuda {
+    pub(super) fn embedding_fwd_impl(
+        &self,
+        table: View<CudaSlice<f32>>,
+        ids: &CudaSlice<u32>,
+        cols: usize,
+        scale: f32,
+        out: ViewMut<CudaSlice<f32>>,
+    ) {
+        if cols == 0 {
+            return;
+        }
+        let rows = (out.len / cols).min(ids.len());
+        self.launch_flat(
+            "embedding_fwd",
+            rows * cols,
+            &[
+                self.pb(ids),
+                self.p(table),
+                self.pm(&out),
+                int(rows),
+                int(cols),
+                Arg::F32(scale),
+            ],
+        );
+    }
+
+    pub(super) fn embedding_bwd_impl(
+        &self,
+        ids: &CudaSlice<u32>,
+        dout: View<CudaSlice<f32>>,
+        cols: usize,
+        scale: f32,
+        dtable: ViewMut<CudaSlice<f32>>,
+    ) {
+        if cols == 0 {
+            return;
+        }
+        let rows = (dout.len / cols).min(ids.len());
+        self.launch_flat(
+            "embedding_bwd",
+            rows * cols,
+            &[
+                self.pb(ids),
+                self.p(dout),
+                self.pm(&dtable),
+                int(rows),
+                int(cols),
+                Arg::F32(scale),
+            ],
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Kernel launches: typed arguments, device addresses of views, grid shapes.
+//!
+//! Every launch goes through [`Cuda::launch`] with a slice of [`Arg`]s whose variants name the
+//! C parameter types of the `.cu` launch contracts (`float*` → `Ptr`, `int` → `I32`,
+//! `float` → `F32`, `size_t` and `unsigned long long` → `U64`), so a launcher reads like the
+//! contract it follows.
+
+use super::Cuda;
+use crate::backend::{View, ViewMut};
+use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+
+/// One kernel parameter, by its C type.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Arg {
+    /// A device pointer (`float*`, `const unsigned*`, …); 0 is the null pointer.
+    Ptr(u64),
+    /// `int`.
+    I32(i32),
+    /// `float`.
+    F32(f32),
+    /// `size_t` or `unsigned long long` (both 8 bytes on the 64-bit targets we build for).
+    U64(u64),
+}
+
+/// The null pointer, for optional kernel inputs and outputs.
+pub(super) const NULL: Arg = Arg::Ptr(0);
+
+/// A shape as a C `int`; shapes beyond i32 are a caller bug, reported with the value.
+pub(super) fn to_i32(x: usize) -> i32 {
+    i32::try_from(x).unwrap_or_else(|_| panic!("cuda: {x} does not fit a kernel int"))
+}
+
+/// An `int` parameter.
+pub(super) fn int(x: usize) -> Arg {
+    Arg::I32(to_i32(x))
+}
+
+/// A `size_t` parameter.
+pub(super) fn size(x: usize) -> Arg {
+    Arg::U64(x as u64)
+}
+
+/// Threads per block of every "flat" (grid-stride) kernel.
+pub(super) const FLAT_BLOCK: u32 = 256;
+
+/// ceil(a / b) as a grid dimension.
+pub(super) fn blocks(a: usize, b: usize) -> u32 {
+    u32::try_from(a.div_ceil(b))
+        .unwrap_or_else(|_| panic!("cuda: grid of {a}/{b} blocks too large"))
+}
+
+impl Cuda {
+    /// Device address of a whole buffer (any element type).
+    pub(super) fn addr<T>(&self, s: &CudaSlice<T>) -> u64 {
+        // Event tracking is off and there is one stream: the guard has nothing to record.
+        let (p, _guard) = s.device_ptr(&self.stream);
+        p
+    }
+
+    /// Pointer argument to the first element of a view.
+    pub(super) fn p(&self, v: View<CudaSlice<f32>>) -> Arg {
+        debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
+        Arg::Ptr(self.addr(v.buf) + (v.off * std::mem::size_of::<f32>()) as u64)
+    }
+
+    /// Pointer argument to the first element of a mutable view.
+    pub(super) fn pm(&self, v: &ViewMut<CudaSlice<f32>>) -> Arg {
+        debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
+        Arg::Ptr(self.addr(&*v.buf) + (v.off * std::mem::size_of::<f32>()) as u64)
+    }
+
+    /// Pointer argument to an optional view (null when absent).
+    pub(super) fn po(&self, v: Option<View<CudaSlice<f32>>>) -> Arg {
+        v.map_or(NULL, |v| self.p(v))
+    }
+
+    /// Pointer argument to a whole buffer (workspaces, index buffers).
+    pub(super) fn pb<T>(&self, s: &CudaSlice<T>) -> Arg {
+        Arg::Ptr(self.addr(s))
+    }
+
+    /// Grid of a flat (grid-stride) kernel over `count` elements: enough blocks to fill the
+    /// device a few times over, never more than the elements need.
+    pub(super) fn flat_grid(&self, count: usize) -> u32 {
+        blocks(count, FLAT_BLOCK as usize).min(self.sms * 16)
+    }
+
+    /// Launch a flat kernel over `count` elements.
+    pub(super) fn launch_flat(&self, name: &'static str, count: usize, args: &[Arg]) {
+        let grid = self.flat_grid(count);
+        self.launch(name, (grid, 1, 1), (FLAT_BLOCK, 1, 1), 0, args);
+    }
+
+    /// Launch kernel `name` on the backend's stream. An empty grid launches nothing (every
+    /// kernel's work is then empty too). Launch errors are fatal: they mean a broken contract
+    /// or a dead device, never bad user input. With `PASA_CUDA_SYNC=1` every launch is
+    /// followed by a synchronisation, so that an asynchronous fault names its kernel.
+    pub(super) fn launch(
+        &self,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_mem_bytes: u32,
+        args: &[Arg],
+    ) {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return;
+        }
+        let f = self.func(name);
+        let mut b = self.stream.launch_builder(f);
+        for a in args {
+            match a {
+                Arg::Ptr(x) | Arg::U64(x) => b.arg(x),
+                Arg::I32(x) => b.arg(x),
+                Arg::F32(x) => b.arg(x),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: block,
+            shared_mem_bytes,
+        };
+        // SAFETY: every launcher passes the parameters in the order and with the C types of
+        // the kernel's documented contract, pointers into live buffers of the lengths the
+        // kernel indexes (checked by the launchers against the views they are given).
+        unsafe { b.launch(cfg) }
+            .unwrap_or_else(|e| panic!("cuda: launching {name} {grid:?}×{block:?} failed: {e}"));
+        if self.sync_each_launch {
+            self.stream
+                .synchronize()
+                .unwrap_or_else(|e| panic!("cuda: kernel {name} failed: {e}"));
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Launchers of `kernels/loss.cu`: softmax cross-entropy and BCE with a sampled negative.
+
+use super::launch::{blocks, int, Arg};
+use super::Cuda;
+use crate::backend::{View, ViewMut};
+use cudarc::driver::CudaSlice;
+
+type V<'a> = View<'a, CudaSlice<f32>>;
+type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
+
+impl Cuda {
+    pub(super) fn cross_entropy_fwd_impl(
+        &self,
+        logits: V,
+        targets: &CudaSlice<u32>,
+        vocab: usize,
+        loss: VM,
+        lse: VM,
+    ) {
+        let rows = loss.len.min(lse.len).min(targets.len());
+        self.launch(
+            "cross_entropy_fwd",
+            (blocks(rows, 1), 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                self.p(logits),
+                self.pb(targets),
+                self.pm(&loss),
+                self.pm(&lse),
+                int(rows),
+                int(vocab),
+            ],
+        );
+    }
+
+    pub(super) fn cross_entropy_bwd_impl(
+        &self,
+        logits: V,
+        lse: V,
+        targets: &CudaSlice<u32>,
+        vocab: usize,
+        scale: f32,
+        dlogits: VM,
+    ) {
+        if vocab == 0 {
+            return;
+        }
+        let rows = (dlogits.len / vocab).min(targets.len());
+        self.launch(
+            "cross_entropy_bwd",
+            (blocks(rows, 1), 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                self.p(logits),
+                self.pb(targets),
+                self.p(lse),
+                self.pm(&dlogits),
+                int(rows),
+                int(vocab),
+                Arg::F32(scale),
+            ],
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn bce_fwd_impl(
+        &self,
+        h: V,
+        table: V,
+        targets: &CudaSlice<u32>,
+        vocab: usize,
+        seed: u64,
+        loss: VM,
+    ) {
+        let rows = targets.len();
+        let d = h.len / rows.max(1);
+        self.launch(
+            "bce_fwd",
+            (blocks(rows, 8), 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                self.p(h),
+                self.p(table),
+                self.pb(targets),
+                self.pm(&loss),
+                int(rows),
+                int(d),
+                int(vocab),
+                Arg::U64(seed),
+            ],
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn bce_bwd_impl(
+        &self,
+        h: V,
+        table: V,
+        targets: &CudaSlice<u32>,
+        vocab: usize,
+        seed: u64,
+        scale: f32,
+        dh: VM,
+        dtable: VM,
+    ) {
+        let rows = targets.len();
+        let d = h.len / rows.max(1);
+        self.launch(
+            "bce_bwd",
+            (blocks(rows, 8), 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                self.p(h),
+                self.p(table),
+                self.pb(targets),
+                self.pm(&dh),
+                self.pm(&dtable),
+                int(rows),
+                int(d),
+                int(vocab),
+                Arg::U64(seed),
+                Arg::F32(scale),
+            ],
+        );
+    }
+}

@@ -1,0 +1,1077 @@
+//! CPU/GPU parity: every op of the backend trait on the CUDA backend against `Cpu<f32>`, on
+//! fresh random inputs at odd shapes, and the parameter gradients of one training step of
+//! every named model. Skipped (one line on stderr) where no GPU is usable.
+//!
+//! Every output buffer is filled with NaN before the op runs on either backend, and a NaN in
+//! any output fails the test, so an element a kernel forgets to write cannot pass.
+//!
+//! Error measures (c = CPU reference, g = GPU), bound per op at its check. Inputs are O(1),
+//! so a tensor whose largest entry is below FLOOR = 0.1 is rounding noise around an exact 0
+//! (e.g. dq, dk, dU of windows with one key, where ∂s = p(e − D) = 0 exactly) and is compared absolutely at that scale:
+//! - `Elem(t)`: max_i |g_i − c_i| / max(|c_i|, 1e-3·max_j |c_j|, FLOOR·1e-3) ≤ t — pointwise ops
+//!   whose formula cannot cancel: t = 1e-5.
+//! - `Max(t)`: max_i |g_i − c_i| / max(max_j |c_j|, FLOOR) ≤ t — anything with a sum inside
+//!   (GEMMs, reductions, norms, losses, mixing): t = 1e-4; pointwise formulas that cancel
+//!   (axpy, gelu's 1 + tanh for x ≪ 0, rope's a·cos − b·sin, Adam's moment updates): t = 1e-5;
+//!   attention y and lse: t = 1e-4; attention gradients: t = 1e-3; whole-model gradients:
+//!   t = 1e-3 per parameter tensor (against the tensor's max, floored at 1e-3 of the largest
+//!   gradient of the model).
+//! - `sum`/`sum_squares`: |g − c| ≤ 1e-4·Σ|x| (resp. Σx²).
+//!
+//! These bounds were sanity-checked by running this file with `Cpu<f64>` in the GPU's place
+//! (f32 against f64 rounding); the GPU adds FMA contraction and different libm rounding, of
+//! the same order.
+
+use pasa::backend::cpu::Cpu;
+use pasa::backend::cuda::{cuda_available, Cuda};
+use pasa::backend::{
+    Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Gemm, KernelKind,
+    MixShape, ScoreSource,
+};
+use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
+use pasa::rng::Rng;
+use pasa::tape::Tape;
+
+// ─── harness ────────────────────────────────────────────────────────────────────────────────
+
+/// The GPU backend, or None (with one line on stderr) where none is usable.
+fn gpu() -> Option<Cuda> {
+    if let Err(e) = cuda_available() {
+        eprintln!("parity skipped: {e}");
+        return None;
+    }
+    Some(Cuda::new(0).unwrap_or_else(|e| panic!("a GPU is reported usable but: {e}")))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Tol {
+    Elem(f64),
+    Max(f64),
+}
+
+/// Below this, a tensor's largest entry is treated as rounding noise (see the file's doc).
+const FLOOR: f64 = 0.1;
+
+const ELEM: Tol = Tol::Elem(1e-5);
+/// Pointwise, but the formula cancels (relative to the tensor's max).
+const CANCEL: Tol = Tol::Max(1e-5);
+const RED: Tol = Tol::Max(1e-4);
+const ATTN_Y: Tol = Tol::Max(1e-4);
+const ATTN_GRAD: Tol = Tol::Max(1e-3);
+
+/// One named output of an op run, with the bound it is held to.
+struct Out {
+    name: &'static str,
+    data: Vec<f32>,
+    tol: Tol,
+}
+
+type Outs = Vec<Out>;
+
+fn out(name: &'static str, data: Vec<f32>, tol: Tol) -> Out {
+    Out { name, data, tol }
+}
+
+/// The measured error of `g` against `c` under `tol`, and the bound.
+fn error(c: &[f32], g: &[f32], tol: Tol) -> (f64, f64) {
+    let max = c.iter().fold(0.0f64, |m, &x| m.max((x as f64).abs()));
+    match tol {
+        Tol::Elem(t) => {
+            let floor = (1e-3 * max).max(1e-3 * FLOOR);
+            let e = c.iter().zip(g).fold(0.0f64, |e, (&c, &g)| {
+                e.max((g as f64 - c as f64).abs() / (c as f64).abs().max(floor))
+            });
+            (e, t)
+        }
+        Tol::Max(t) => {
+            let e = c
+                .iter()
+                .zip(g)
+                .fold(0.0f64, |e, (&c, &g)| e.max((g as f64 - c as f64).abs()));
+            (e / max.max(FLOOR), t)
+        }
+    }
+}
+
+/// Compare every output of a CPU run with the GPU run of the same op.
+fn compare(what: &str, cpu: &Outs, gpu: &Outs) {
+    assert_eq!(cpu.len(), gpu.len());
+    for (c, g) in cpu.iter().zip(gpu) {
+        assert_eq!(c.data.len(), g.data.len(), "{what}: {} length", c.name);
+        if let Some(i) = c.data.iter().position(|x| x.is_nan()) {
+            panic!(
+                "{what}: the CPU reference left {}[{i}] unwritten (NaN)",
+                c.name
+            );
+        }
+        if let Some(i) = g.data.iter().position(|x| x.is_nan()) {
+            panic!(
+                "{what}: GPU {}[{i}] is NaN (unwritten or computed NaN; CPU has {})",
+                c.name, c.data[i]
+            );
+        }
+        let (e, bound) = error(&c.data, &g.data, c.tol);
+        assert!(
+            e <= bound,
+            "{what}: {} differs by {e:.3e} ({:?}, bound {bound:.0e})",
+            c.name,
+            c.tol
+        );
+    }
+}
+
+/// Run the generic op `go` on both backends and compare its outputs.
+macro_rules! parity {
+    ($gpu:expr, $what:expr, $go:ident, $x:expr) => {
+        compare(&$what, &$go(&Cpu::<f32>::new(), $x), &$go($gpu, $x))
+    };
+}
+
+fn normals(seed: u64, len: usize, sd: f32) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..len).map(|_| sd * r.normal()).collect()
+}
+
+fn ints(seed: u64, len: usize, below: usize) -> Vec<u32> {
+    let mut r = Rng::new(seed);
+    (0..len).map(|_| r.below(below) as u32).collect()
+}
+
+/// A buffer of NaN: the poisoned output.
+fn nan<B: Backend>(b: &B, len: usize) -> B::Buf {
+    b.upload(&vec![f32::NAN; len])
+}
+
+fn dl<B: Backend>(b: &B, x: &B::Buf) -> Vec<f32> {
+    b.download(x.view())
+}
+
+// ─── memory, fill, axpy, sums ───────────────────────────────────────────────────────────────
+
+struct Two {
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+fn fill_axpy_go<B: Backend>(b: &B, x: &Two) -> Outs {
+    let len = x.a.len();
+    let (lo, n) = (len / 3, len - len / 3);
+    let xa = b.upload(&x.a);
+    // Sub-views: what lies outside them must stay as it was.
+    let mut y = b.upload(&x.b);
+    b.axpy(0.7, xa.slice(0, n), y.slice_mut(lo, n));
+    let mut f = b.upload(&x.b);
+    b.fill(f.slice_mut(lo, n), 3.5);
+    let round = b.download(xa.slice(lo, n));
+    vec![
+        out("axpy", dl(b, &y), CANCEL),
+        out("fill", dl(b, &f), ELEM),
+        out("upload/download", round, ELEM),
+    ]
+}
+
+#[test]
+fn memory_fill_axpy_and_sums() {
+    let Some(g) = gpu() else { return };
+    let c = Cpu::<f32>::new();
+    for len in [1, 7, 33, 200, 257, 100_003] {
+        let x = Two {
+            a: normals(len as u64, len, 1.0),
+            b: normals(len as u64 + 1, len, 2.0),
+        };
+        parity!(&g, format!("len {len}"), fill_axpy_go, &x);
+
+        let (xc, xg) = (c.upload(&x.a), g.upload(&x.a));
+        let abs: f64 = x.a.iter().map(|v| v.abs() as f64).sum();
+        let sq: f64 = x.a.iter().map(|v| (v * v) as f64).sum();
+        let (sc, sg) = (c.sum(xc.view()), g.sum(xg.view()));
+        assert!((sc - sg).abs() <= 1e-4 * abs, "sum len {len}: {sc} vs {sg}");
+        let (qc, qg) = (c.sum_squares(xc.view()), g.sum_squares(xg.view()));
+        assert!(
+            (qc - qg).abs() <= 1e-4 * sq,
+            "sum_squares len {len}: {qc} vs {qg}"
+        );
+        let off = len / 2;
+        let (sc, sg) = (
+            c.sum(xc.slice(off, len - off)),
+            // CudaSlice has an inherent `slice` (a range); the trait method is the view.
+            g.sum(DeviceBuf::slice(&xg, off, len - off)),
+        );
+        assert!(
+            (sc - sg).abs() <= 1e-4 * abs,
+            "sum of a sub-view: {sc} vs {sg}"
+        );
+    }
+    // Empty buffers.
+    let e = g.upload(&[]);
+    assert_eq!(e.len(), 0);
+    assert!(g.download(e.view()).is_empty());
+    assert_eq!(g.sum(e.view()), 0.0);
+    assert_eq!(g.zeros(0).len(), 0);
+    assert_eq!(g.download(g.zeros(5).view()), vec![0.0; 5]);
+    let u = g.upload_u32(&[1, 2, 3]);
+    assert_eq!(u.len(), 3);
+}
+
+// ─── dense ──────────────────────────────────────────────────────────────────────────────────
+
+struct GemmCase {
+    g: Gemm,
+    /// Offsets of A, B, C inside their buffers (views that do not start at 0).
+    off: [usize; 3],
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+fn gemm_go<B: Backend>(b: &B, x: &GemmCase) -> Outs {
+    let (a, bb) = (b.upload(&x.a), b.upload(&x.b));
+    let mut c = b.upload(&x.c);
+    let [oa, ob, oc] = x.off;
+    b.gemm(
+        &x.g,
+        a.slice(oa, x.a.len() - oa),
+        bb.slice(ob, x.b.len() - ob),
+        c.slice_mut(oc, x.c.len() - oc),
+    );
+    vec![out("c", dl(b, &c), RED)]
+}
+
+fn gemm_case(g: Gemm, seed: u64) -> GemmCase {
+    let need = |stride: usize, one: usize| (g.batch - 1) * stride + one;
+    let off = [3, 5, 2];
+    let la = off[0] + need(g.stride_a, g.m * g.k);
+    let lb = off[1] + need(g.stride_b, g.k * g.n);
+    let lc = off[2] + need(g.stride_c, g.m * g.n);
+    // beta = 0 must not read C: poison it. Elements of C outside the batches keep their value
+    // on both backends, so C starts from the same random values otherwise.
+    let c = if g.beta == 0.0 {
+        let mut c = normals(seed + 2, lc, 1.0);
+        for bi in 0..g.batch {
+            let s = off[2] + bi * g.stride_c;
+            c[s..s + g.m * g.n].fill(f32::NAN);
+        }
+        c
+    } else {
+        normals(seed + 2, lc, 1.0)
+    };
+    GemmCase {
+        g,
+        off,
+        a: normals(seed, la, 1.0),
+        b: normals(seed + 1, lb, 1.0),
+        c,
+    }
+}
+
+#[test]
+fn gemm_row_major_transposes_batches_alpha_beta() {
+    let Some(gpu) = gpu() else { return };
+    let mut seed = 0;
+    for (m, n, k) in [
+        (1, 1, 1),
+        (7, 33, 5),
+        (33, 7, 64),
+        (200, 257, 50),
+        (64, 1, 129),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-1.5, 0.25)] {
+                seed += 10;
+                let mut g = Gemm::new(m, n, k, ta, tb);
+                (g.alpha, g.beta) = (alpha, beta);
+                parity!(&gpu, format!("gemm {g:?}"), gemm_go, &gemm_case(g, seed));
+                // Batched: packed, padded strides, broadcast B, and every batch summed
+                // into one C (stride_c 0).
+                for (sa, sb, sc) in [
+                    (m * k, k * n, m * n),
+                    (m * k + 3, k * n + 1, m * n + 2),
+                    (m * k, 0, m * n),
+                    (m * k, k * n, 0),
+                ] {
+                    seed += 10;
+                    let gb = g.batched(3, sa, sb, sc);
+                    parity!(&gpu, format!("gemm {gb:?}"), gemm_go, &gemm_case(gb, seed));
+                }
+            }
+        }
+    }
+    // k = 0: C = beta·C.
+    for beta in [0.0, 0.5] {
+        let mut g = Gemm::new(7, 5, 0, false, false);
+        g.beta = beta;
+        parity!(&gpu, format!("gemm {g:?}"), gemm_go, &gemm_case(g, 99));
+    }
+}
+
+struct Mat {
+    rows: usize,
+    cols: usize,
+    x: Vec<f32>,
+    v: Vec<f32>,
+}
+
+fn mat(rows: usize, cols: usize, seed: u64) -> Mat {
+    Mat {
+        rows,
+        cols,
+        x: normals(seed, rows * cols, 1.0),
+        v: normals(seed + 1, cols, 1.0),
+    }
+}
+
+const SHAPES: [(usize, usize); 10] = [
+    (1, 1),
+    (7, 50),
+    (33, 64),
+    (200, 1),
+    (257, 129),
+    (1, 257),
+    (771, 50),
+    (5000, 64),
+    (10_000, 7),
+    (64, 1000),
+];
+
+fn bias_colsum_go<B: Backend>(b: &B, m: &Mat) -> Outs {
+    let mut x = b.upload(&m.x);
+    let bias = b.upload(&m.v);
+    b.bias_add(x.view_mut(), bias.view());
+    let mut s = nan(b, m.cols);
+    let x0 = b.upload(&m.x);
+    b.col_sum(x0.view(), s.view_mut());
+    vec![
+        out("bias_add", dl(b, &x), ELEM),
+        out("col_sum", dl(b, &s), RED),
+    ]
+}
+
+fn layernorm_go<B: Backend>(b: &B, m: &Mat) -> Outs {
+    let (rows, cols) = (m.rows, m.cols);
+    let x = b.upload(&m.x);
+    let gamma = b.upload(&m.v.iter().map(|v| 1.0 + 0.1 * v).collect::<Vec<_>>());
+    let beta = b.upload(&m.v);
+    let (mut y, mut mean, mut rstd) = (nan(b, rows * cols), nan(b, rows), nan(b, rows));
+    b.layernorm_fwd(
+        x.view(),
+        gamma.view(),
+        beta.view(),
+        1e-5,
+        y.view_mut(),
+        mean.view_mut(),
+        rstd.view_mut(),
+    );
+    // The backward runs on the CPU's statistics recomputed by each backend itself.
+    let dy = b.upload(&normals(7, rows * cols, 1.0));
+    let (mut dx, mut dg, mut db) = (nan(b, rows * cols), nan(b, cols), nan(b, cols));
+    b.layernorm_bwd(
+        x.view(),
+        gamma.view(),
+        mean.view(),
+        rstd.view(),
+        dy.view(),
+        dx.view_mut(),
+        dg.view_mut(),
+        db.view_mut(),
+    );
+    vec![
+        out("y", dl(b, &y), RED),
+        out("mean", dl(b, &mean), RED),
+        out("rstd", dl(b, &rstd), RED),
+        out("dx", dl(b, &dx), RED),
+        out("dgamma", dl(b, &dg), RED),
+        out("dbeta", dl(b, &db), RED),
+    ]
+}
+
+#[test]
+fn bias_col_sum_and_layernorm() {
+    let Some(g) = gpu() else { return };
+    for (i, &(rows, cols)) in SHAPES.iter().enumerate() {
+        let m = mat(rows, cols, 100 + i as u64);
+        parity!(
+            &g,
+            format!("bias/col_sum {rows}×{cols}"),
+            bias_colsum_go,
+            &m
+        );
+        parity!(&g, format!("layernorm {rows}×{cols}"), layernorm_go, &m);
+    }
+}
+
+// ─── pointwise ──────────────────────────────────────────────────────────────────────────────
+
+struct Pw {
+    x: Vec<f32>,
+    dy: Vec<f32>,
+    p: f32,
+    seed: u64,
+}
+
+fn pointwise_go<B: Backend>(b: &B, c: &Pw) -> Outs {
+    let len = c.x.len();
+    let x = b.upload(&c.x);
+    let dy = b.upload(&c.dy);
+    let mut outs = vec![];
+    for (act, n1, n2) in [
+        (Activation::Relu, "relu", "relu'"),
+        (Activation::Gelu, "gelu", "gelu'"),
+    ] {
+        let (mut y, mut dx) = (nan(b, len), nan(b, len));
+        b.act_fwd(act, x.view(), y.view_mut());
+        b.act_bwd(act, x.view(), dy.view(), dx.view_mut());
+        // gelu cancels in 1 + tanh(·) for x ≪ 0; relu is exact.
+        let tol = if act == Activation::Gelu {
+            CANCEL
+        } else {
+            ELEM
+        };
+        outs.push(out(n1, dl(b, &y), tol));
+        outs.push(out(n2, dl(b, &dx), tol));
+    }
+    let mut y = nan(b, len);
+    b.dropout(x.view(), c.p, c.seed, y.view_mut());
+    outs.push(out("dropout", dl(b, &y), ELEM));
+    // On a sub-view: the mask index counts from the view's start on both backends.
+    let off = len / 2;
+    let mut y2 = nan(b, len - off);
+    b.dropout(x.slice(off, len - off), c.p, c.seed, y2.view_mut());
+    outs.push(out("dropout (view)", dl(b, &y2), ELEM));
+    outs
+}
+
+#[test]
+fn activations_and_dropout() {
+    let Some(g) = gpu() else { return };
+    for (i, len) in [1usize, 7, 33, 257, 100_003].into_iter().enumerate() {
+        for p in [0.0, 0.2, 0.5] {
+            let c = Pw {
+                x: normals(i as u64, len, 3.0),
+                dy: normals(i as u64 + 50, len, 1.0),
+                p,
+                seed: 1234 + i as u64,
+            };
+            parity!(&g, format!("pointwise len {len} p {p}"), pointwise_go, &c);
+        }
+    }
+}
+
+struct Masked {
+    x: Vec<f32>,
+    start: Vec<u32>,
+    n: usize,
+    heads: usize,
+    dh: usize,
+}
+
+fn rows_rope_go<B: Backend>(b: &B, c: &Masked) -> Outs {
+    let len = c.x.len();
+    let start = b.upload_u32(&c.start);
+    let mut x = b.upload(&c.x);
+    b.row_mask(x.view_mut(), &start, c.n);
+    let x0 = b.upload(&c.x);
+    let (mut y, mut z) = (nan(b, len), nan(b, len));
+    b.rope(x0.view(), c.n, c.heads, c.dh, false, y.view_mut());
+    b.rope(x0.view(), c.n, c.heads, c.dh, true, z.view_mut());
+    vec![
+        out("row_mask", dl(b, &x), ELEM),
+        out("rope", dl(b, &y), CANCEL),
+        out("rope inverse", dl(b, &z), CANCEL),
+    ]
+}
+
+#[test]
+fn row_mask_and_rope() {
+    let Some(g) = gpu() else { return };
+    for n in [1usize, 7, 33, 200, 257] {
+        for heads in [1, 2] {
+            for dh in [7, 32, 50, 64] {
+                let batch = 4;
+                let c = Masked {
+                    x: normals((n * dh) as u64, batch * n * heads * dh, 1.0),
+                    start: vec![0, 1.min(n as u32), (n / 2) as u32, n as u32],
+                    n,
+                    heads,
+                    dh,
+                };
+                parity!(
+                    &g,
+                    format!("row_mask/rope n {n} H {heads} dh {dh}"),
+                    rows_rope_go,
+                    &c
+                );
+            }
+        }
+    }
+}
+
+// ─── embeddings, losses, optimiser ──────────────────────────────────────────────────────────
+
+struct Emb {
+    table: Vec<f32>,
+    ids: Vec<u32>,
+    dout: Vec<f32>,
+    cols: usize,
+    vocab: usize,
+    seed: u64,
+}
+
+fn embedding_go<B: Backend>(b: &B, c: &Emb) -> Outs {
+    let rows = c.ids.len();
+    let table = b.upload(&c.table);
+    let ids = b.upload_u32(&c.ids);
+    let mut o = nan(b, rows * c.cols);
+    b.embedding_fwd(table.view(), &ids, c.cols, 8.0, o.view_mut());
+    // Accumulates: starts from the table's values.
+    let mut dt = b.upload(&c.table);
+    let dout = b.upload(&c.dout);
+    b.embedding_bwd(&ids, dout.view(), c.cols, 0.5, dt.view_mut());
+    vec![
+        out("embedding", dl(b, &o), ELEM),
+        out("embedding'", dl(b, &dt), RED),
+    ]
+}
+
+fn bce_go<B: Backend>(b: &B, c: &Emb) -> Outs {
+    let rows = c.ids.len();
+    let table = b.upload(&c.table);
+    let h = b.upload(&c.dout);
+    let t = b.upload_u32(&c.ids);
+    let mut loss = nan(b, rows);
+    b.bce_fwd(h.view(), table.view(), &t, c.vocab, c.seed, loss.view_mut());
+    let mut dh = nan(b, rows * c.cols);
+    let mut dt = b.upload(&c.table);
+    b.bce_bwd(
+        h.view(),
+        table.view(),
+        &t,
+        c.vocab,
+        c.seed,
+        0.25,
+        dh.view_mut(),
+        dt.view_mut(),
+    );
+    vec![
+        out("bce loss", dl(b, &loss), RED),
+        out("bce dh", dl(b, &dh), RED),
+        out("bce dtable", dl(b, &dt), RED),
+    ]
+}
+
+#[test]
+fn embedding_and_bce() {
+    let Some(g) = gpu() else { return };
+    for vocab in [2usize, 3, 50, 1000] {
+        for cols in [1usize, 50, 64] {
+            for rows in [1usize, 33, 257] {
+                let seed = (vocab * 1000 + cols * 10 + rows) as u64;
+                let c = Emb {
+                    table: normals(seed, vocab * cols, 0.5),
+                    ids: ints(seed + 1, rows, vocab),
+                    dout: normals(seed + 2, rows * cols, 1.0),
+                    cols,
+                    vocab,
+                    seed: seed + 3,
+                };
+                let what = format!("vocab {vocab} cols {cols} rows {rows}");
+                parity!(&g, format!("embedding {what}"), embedding_go, &c);
+                parity!(&g, format!("bce {what}"), bce_go, &c);
+            }
+        }
+    }
+}
+
+struct Ce {
+    logits: Vec<f32>,
+    targets: Vec<u32>,
+    vocab: usize,
+}
+
+fn ce_go<B: Backend>(b: &B, c: &Ce) -> Outs {
+    let rows = c.targets.len();
+    let z = b.upload(&c.logits);
+    let t = b.upload_u32(&c.targets);
+    let (mut loss, mut lse) = (nan(b, rows), nan(b, rows));
+    b.cross_entropy_fwd(z.view(), &t, c.vocab, loss.view_mut(), lse.view_mut());
+    let mut dz = nan(b, rows * c.vocab);
+    b.cross_entropy_bwd(z.view(), lse.view(), &t, c.vocab, 0.1, dz.view_mut());
+    vec![
+        out("ce loss", dl(b, &loss), RED),
+        out("ce lse", dl(b, &lse), RED),
+        out("ce dlogits", dl(b, &dz), RED),
+    ]
+}
+
+#[test]
+fn cross_entropy() {
+    let Some(g) = gpu() else { return };
+    for vocab in [2usize, 33, 1000, 4099] {
+        for rows in [1usize, 7, 33, 200] {
+            let seed = (vocab + rows * 7) as u64;
+            // About one target in four is 0 (ignored).
+            let targets = ints(seed, rows, vocab)
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| if i % 4 == 3 { 0 } else { t.max(1) })
+                .collect();
+            let c = Ce {
+                logits: normals(seed + 1, rows * vocab, 3.0),
+                targets,
+                vocab,
+            };
+            parity!(
+                &g,
+                format!("cross-entropy vocab {vocab} rows {rows}"),
+                ce_go,
+                &c
+            );
+        }
+    }
+}
+
+struct AdamCase {
+    st: AdamStep,
+    p: Vec<f32>,
+    g: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+fn adam_go<B: Backend>(b: &B, c: &AdamCase) -> Outs {
+    let (mut p, g) = (b.upload(&c.p), b.upload(&c.g));
+    let (mut m, mut v) = (b.upload(&c.m), b.upload(&c.v));
+    b.adam(&c.st, p.view_mut(), g.view(), m.view_mut(), v.view_mut());
+    vec![
+        out("adam params", dl(b, &p), CANCEL),
+        out("adam m", dl(b, &m), CANCEL),
+        out("adam v", dl(b, &v), CANCEL),
+    ]
+}
+
+#[test]
+fn adam() {
+    let Some(gpu) = gpu() else { return };
+    for (i, (step, wd)) in [(1u32, 0.0f32), (10, 0.01)].into_iter().enumerate() {
+        let len = 100_003;
+        let s = i as u64 * 10;
+        let c = AdamCase {
+            st: AdamStep {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.98,
+                eps: 1e-8,
+                weight_decay: wd,
+                step,
+                grad_scale: 0.5,
+            },
+            p: normals(s, len, 1.0),
+            g: normals(s + 1, len, 1.0),
+            m: normals(s + 2, len, 0.1),
+            v: normals(s + 3, len, 0.1).iter().map(|x| x * x).collect(),
+        };
+        parity!(&gpu, format!("adam step {step} wd {wd}"), adam_go, &c);
+    }
+}
+
+// ─── attention ──────────────────────────────────────────────────────────────────────────────
+
+const KINDS: [KernelKind; 3] = [KernelKind::None, KernelKind::Full, KernelKind::Toeplitz];
+const SCORES: [ScoreSource; 2] = [ScoreSource::Content, ScoreSource::Positional];
+
+struct AttnCase {
+    s: AttnShape,
+    start: Vec<u32>,
+    /// q, k, v, pos, u, l; empty where the configuration has none.
+    x: [Vec<f32>; 6],
+    dy: Vec<f32>,
+}
+
+/// Three windows: unpadded, partly padded, fully padded.
+fn starts(n: usize) -> Vec<u32> {
+    vec![0, (n / 3) as u32, n as u32]
+}
+
+/// Kernel parameters near 1 (their initialisation) with enough spread to matter.
+fn kernel_params(kind: KernelKind, n: usize, heads: usize, seed: u64) -> Vec<f32> {
+    normals(seed, heads * kind.len(n), 0.3)
+        .into_iter()
+        .map(|x| 1.0 + x)
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attn_case(
+    n: usize,
+    dh: usize,
+    heads: usize,
+    score: ScoreSource,
+    u: KernelKind,
+    l: KernelKind,
+    per_head: bool,
+    dropout: f32,
+    seed: u64,
+) -> AttnCase {
+    let batch = 3;
+    let kh = if per_head { heads } else { 1 };
+    let s = AttnShape {
+        batch,
+        n,
+        heads,
+        dh,
+        score,
+        u,
+        u_heads: kh,
+        l,
+        l_heads: kh,
+        dropout,
+        seed: seed ^ 0xD00D,
+    };
+    let act = batch * n * heads * dh;
+    let content = score == ScoreSource::Content;
+    let x = [
+        if content {
+            normals(seed, act, 1.0)
+        } else {
+            vec![]
+        },
+        if content {
+            normals(seed + 1, act, 1.0)
+        } else {
+            vec![]
+        },
+        normals(seed + 2, act, 1.0),
+        if content {
+            vec![]
+        } else {
+            normals(seed + 3, heads * n * n, 3.0)
+        },
+        kernel_params(u, n, kh, seed + 4),
+        kernel_params(l, n, kh, seed + 5),
+    ];
+    AttnCase {
+        s,
+        start: starts(n),
+        x,
+        dy: normals(seed + 6, act, 1.0),
+    }
+}
+
+fn attn_go<B: Backend>(b: &B, c: &AttnCase) -> Outs {
+    let s = &c.s;
+    let act = s.batch * s.n * s.width();
+    let up: Vec<Option<B::Buf>> =
+        c.x.iter()
+            .map(|x| (!x.is_empty()).then(|| b.upload(x)))
+            .collect();
+    let view = |i: usize| up[i].as_ref().map(|x| x.view());
+    let inputs = AttnInputs {
+        q: view(0),
+        k: view(1),
+        v: up[2].as_ref().unwrap().view(),
+        pos: view(3),
+        u: view(4),
+        l: view(5),
+    };
+    let start = b.upload_u32(&c.start);
+    let (mut y, mut lse) = (nan(b, act), nan(b, s.batch * s.heads * s.n));
+    b.attention_fwd(s, inputs, &start, y.view_mut(), lse.view_mut());
+
+    let content = s.score == ScoreSource::Content;
+    let dy = b.upload(&c.dy);
+    let opt = |want: bool, len: usize| want.then(|| nan(b, len));
+    // Every gradient the configuration has is wanted (the CPU backend requires them all).
+    let mut dq = opt(content, act);
+    let mut dk = opt(content, act);
+    let mut dv = nan(b, act);
+    let mut dpos = opt(!content, s.heads * s.n * s.n);
+    let mut du = opt(s.u != KernelKind::None, c.x[4].len());
+    let mut dl_ = opt(s.l != KernelKind::None, c.x[5].len());
+    b.attention_bwd(
+        s,
+        inputs,
+        &start,
+        y.view(),
+        lse.view(),
+        dy.view(),
+        AttnGrads {
+            dq: dq.as_mut().map(|x| x.view_mut()),
+            dk: dk.as_mut().map(|x| x.view_mut()),
+            dv: dv.view_mut(),
+            dpos: dpos.as_mut().map(|x| x.view_mut()),
+            du: du.as_mut().map(|x| x.view_mut()),
+            dl: dl_.as_mut().map(|x| x.view_mut()),
+        },
+    );
+    let mut outs = vec![
+        out("y", dl(b, &y), ATTN_Y),
+        out("lse", dl(b, &lse), ATTN_Y),
+        out("dv", dl(b, &dv), ATTN_GRAD),
+    ];
+    for (name, g) in [
+        ("dq", &dq),
+        ("dk", &dk),
+        ("dpos", &dpos),
+        ("du", &du),
+        ("dl", &dl_),
+    ] {
+        if let Some(g) = g {
+            outs.push(out(name, dl(b, g), ATTN_GRAD));
+        }
+    }
+    outs
+}
+
+#[test]
+fn attention_every_kernel_kind_score_and_shape() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 0u64;
+    for n in [1usize, 7, 33, 200, 257] {
+        for dh in [32usize, 50, 64] {
+            for heads in [1usize, 2] {
+                for score in SCORES {
+                    for u in KINDS {
+                        for l in KINDS {
+                            seed += 1;
+                            // Shared and per-head kernels alternate; dropout is on except in
+                            // one case out of four, so both paths of the kernels run.
+                            let per_head = heads > 1 && seed.is_multiple_of(2);
+                            let p = if seed.is_multiple_of(4) { 0.0 } else { 0.2 };
+                            let c = attn_case(n, dh, heads, score, u, l, per_head, p, seed);
+                            let what = format!(
+                                "attention n {n} dh {dh} H {heads} {score:?} U {u:?} L {l:?} \
+                                 per-head {per_head} dropout {p}"
+                            );
+                            parity!(&g, what, attn_go, &c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_head_width_128_bucket() {
+    let Some(g) = gpu() else { return };
+    for (n, dh) in [(33usize, 100usize), (200, 128)] {
+        for score in SCORES {
+            let c = attn_case(
+                n,
+                dh,
+                2,
+                score,
+                KernelKind::Toeplitz,
+                KernelKind::Full,
+                true,
+                0.1,
+                dh as u64,
+            );
+            parity!(
+                &g,
+                format!("attention n {n} dh {dh} {score:?}"),
+                attn_go,
+                &c
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "n = 2048: long on the CPU reference; run on the GPU machine"]
+fn attention_n2048() {
+    let Some(g) = gpu() else { return };
+    for score in SCORES {
+        let c = attn_case(
+            2048,
+            64,
+            2,
+            score,
+            KernelKind::Toeplitz,
+            KernelKind::Full,
+            false,
+            0.1,
+            2048,
+        );
+        parity!(&g, format!("attention n 2048 {score:?}"), attn_go, &c);
+    }
+}
+
+struct MixCase {
+    s: MixShape,
+    start: Vec<u32>,
+    l: Vec<f32>,
+    v: Vec<f32>,
+    dout: Vec<f32>,
+}
+
+fn mix_go<B: Backend>(b: &B, c: &MixCase) -> Outs {
+    let act = c.v.len();
+    let l = b.upload(&c.l);
+    let v = b.upload(&c.v);
+    let start = b.upload_u32(&c.start);
+    let mut o = nan(b, act);
+    b.mix_fwd(&c.s, l.view(), v.view(), &start, o.view_mut());
+    let dout = b.upload(&c.dout);
+    let (mut dv, mut dlk) = (nan(b, act), nan(b, c.l.len()));
+    b.mix_bwd(
+        &c.s,
+        l.view(),
+        v.view(),
+        &start,
+        dout.view(),
+        dv.view_mut(),
+        dlk.view_mut(),
+    );
+    vec![
+        out("mix out", dl(b, &o), RED),
+        out("mix dv", dl(b, &dv), RED),
+        out("mix dl", dl(b, &dlk), ATTN_GRAD),
+    ]
+}
+
+#[test]
+fn mix_every_kind_and_shape() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 500u64;
+    for n in [1usize, 7, 33, 200, 257] {
+        for dh in [32usize, 50, 64, 128] {
+            for heads in [1usize, 2] {
+                for l in KINDS {
+                    for per_head in [false, true] {
+                        if per_head && heads == 1 {
+                            continue;
+                        }
+                        seed += 1;
+                        let kh = if per_head { heads } else { 1 };
+                        let batch = 3;
+                        let act = batch * n * heads * dh;
+                        let c = MixCase {
+                            s: MixShape {
+                                batch,
+                                n,
+                                heads,
+                                dh,
+                                l,
+                                l_heads: kh,
+                            },
+                            start: starts(n),
+                            l: kernel_params(l, n, kh, seed),
+                            v: normals(seed + 1, act, 1.0),
+                            dout: normals(seed + 2, act, 1.0),
+                        };
+                        let what = format!("mix n {n} dh {dh} H {heads} L {l:?} kh {kh}");
+                        parity!(&g, what, mix_go, &c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ─── whole models ───────────────────────────────────────────────────────────────────────────
+
+struct Step {
+    model: Model,
+    init: Vec<f32>,
+    batch: Batch,
+}
+
+/// Loss and parameter gradients of one training step (dropout on, same seed on both).
+fn step_go<B: Backend>(b: &B, c: &Step) -> (f32, Vec<f32>) {
+    let params = b.upload(&c.init);
+    let mut grads = b.zeros(c.init.len());
+    let mut tape = Tape::new(b, &params, true);
+    let loss = c.model.loss(&mut tape, &c.batch, 42);
+    let value = tape.to_host(loss)[0];
+    tape.backward(loss, &mut grads);
+    drop(tape);
+    (value, b.download(grads.view()))
+}
+
+fn model_step(what: &str, g: &Cuda, cfg: ModelConfig) {
+    let n = cfg.n;
+    let items = cfg.items;
+    let model = Model::new(cfg).unwrap();
+    let mut init = model.params.init(3);
+    // Off the initialisation (kernels at exactly 1, biases at 0) so every path is exercised.
+    let noise = normals(4, init.len(), 0.05);
+    init.iter_mut().zip(noise).for_each(|(x, e)| *x += e);
+    // Four windows: full, partly padded, one item, fully padded.
+    let batch_size = 4;
+    let starts = [0, n / 3, n - 1, n];
+    let mut inputs = vec![0u32; batch_size * n];
+    let mut targets = vec![0u32; batch_size * n];
+    let ids = ints(5, batch_size * n, items);
+    for (w, &st) in starts.iter().enumerate() {
+        for i in st..n {
+            inputs[w * n + i] = ids[w * n + i] % items as u32 + 1;
+            targets[w * n + i] = (ids[w * n + i] * 7 + 3) % items as u32 + 1;
+        }
+    }
+    let c = Step {
+        model,
+        init,
+        batch: Batch {
+            inputs,
+            targets,
+            start: starts.iter().map(|&s| s as u32).collect(),
+        },
+    };
+    let (lc, gc) = step_go(&Cpu::<f32>::new(), &c);
+    let (lg, gg) = step_go(g, &c);
+    assert!(
+        (lc - lg).abs() <= 1e-4 * lc.abs().max(1e-3),
+        "{what}: loss {lc} (cpu) vs {lg} (gpu)"
+    );
+    let global = gc.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
+    for s in &c.model.params.specs {
+        let (cs, gs) = (&gc[s.off..s.off + s.len()], &gg[s.off..s.off + s.len()]);
+        if let Some(i) = gs.iter().position(|x| x.is_nan()) {
+            panic!("{what}: GPU gradient of {}[{i}] is NaN", s.name);
+        }
+        let max = cs.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
+        let err = cs
+            .iter()
+            .zip(gs)
+            .fold(0.0f64, |e, (a, b)| e.max((a - b).abs() as f64));
+        let rel = err / max.max(1e-3 * global).max(f64::MIN_POSITIVE);
+        assert!(
+            rel <= 1e-3,
+            "{what}: gradient of {} differs by {rel:.3e} of its max {max:.3e}",
+            s.name
+        );
+    }
+}
+
+fn small(name: &str) -> ModelConfig {
+    let mut c = ModelConfig::preset(name, 300).unwrap();
+    c.n = 33;
+    c.d = 64;
+    c.heads = 2;
+    c.d_ff = 96;
+    c.rank = 8;
+    c
+}
+
+#[test]
+fn one_training_step_of_every_model() {
+    let Some(g) = gpu() else { return };
+    for name in PRESETS {
+        model_step(name, &g, small(name));
+    }
+    let mut c = small("pasa");
+    c.reading = Reading::Mix;
+    c.kernel_per_head = true;
+    c.act = Activation::Gelu;
+    model_step("pasa, mix reading, per-head kernels, gelu", &g, c);
+    let mut c = small("sasrec");
+    c.loss = LossKind::Bce;
+    c.u = KernelKind::Full;
+    c.l = KernelKind::Toeplitz;
+    c.kernel_shared = true;
+    model_step("sasrec + shared kernels, BCE", &g, c);
+    let mut c = small("rope");
+    c.heads = 1;
+    c.n = 200;
+    model_step("rope, one head of 64, n 200", &g, c);
+}
