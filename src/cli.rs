@@ -1,6 +1,8 @@
 //! The command line: `pasa train | eval | data | info`.
 
 use crate::backend::cpu::Cpu;
+use crate::backend::cuda::{cuda_available, device_info, Cuda};
+use crate::backend::Backend;
 use crate::backend::{Activation, KernelKind};
 use crate::checkpoint;
 use crate::config::{DataConfig, TrainConfig};
@@ -175,15 +177,41 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The device to run on. Only the CPU backend exists in this build.
-fn pick_device(d: DeviceArg) -> Result<Cpu<f32>> {
+/// The device a command runs on.
+pub enum Device {
+    Cpu(Cpu<f32>),
+    Cuda(Box<Cuda>),
+}
+
+/// `cuda` must work or it is an error; `auto` takes the GPU when there is one and the build
+/// has its kernels, else the CPU with a one-line notice.
+pub fn pick_device(d: DeviceArg) -> Result<Device> {
     match d {
-        DeviceArg::Cuda => Err(Error::arg(
-            "--device",
-            "cuda: this build has no CUDA backend; use --device cpu",
-        )),
-        DeviceArg::Auto | DeviceArg::Cpu => Ok(Cpu::new()),
+        DeviceArg::Cpu => Ok(Device::Cpu(Cpu::new())),
+        DeviceArg::Cuda => Cuda::new(0)
+            .map(|c| Device::Cuda(Box::new(c)))
+            .map_err(|e| Error::arg("--device cuda", e)),
+        DeviceArg::Auto => match cuda_available().and_then(|_| Cuda::new(0)) {
+            Ok(c) => Ok(Device::Cuda(Box::new(c))),
+            Err(e) => {
+                eprintln!("note: running on the CPU: {e}");
+                Ok(Device::Cpu(Cpu::new()))
+            }
+        },
     }
+}
+
+/// Run `$body` with `$b` bound to the chosen backend, whichever it is.
+macro_rules! on_device {
+    ($dev:expr, |$b:ident| $body:expr) => {
+        match $dev {
+            Device::Cpu($b) => $body,
+            Device::Cuda(c) => {
+                let $b: &Cuda = c;
+                $body
+            }
+        }
+    };
 }
 
 fn format_name(f: Format) -> String {
@@ -316,10 +344,7 @@ fn default_run_dir(model: &str) -> PathBuf {
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    let b = pick_device(a.device)?;
-    if a.device == DeviceArg::Auto {
-        eprintln!("note: no CUDA backend in this build; training on the CPU");
-    }
+    let dev = pick_device(a.device)?;
     let (cfg, run, resume, n_given) = match &a.resume {
         Some(dir) => {
             // The run's own configuration; only the schedule may be extended.
@@ -391,7 +416,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         seqs.num_interactions(),
         run.0.display()
     );
-    let out = train::train(&b, &cfg, &seqs, &run, resume)?;
+    let out = on_device!(&dev, |b| train::train(b, &cfg, &seqs, &run, resume))?;
     let mut secs = out.epoch_secs.clone();
     secs.sort_by(f64::total_cmp);
     let median = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
@@ -411,7 +436,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalArgs) -> Result<()> {
-    let b = pick_device(a.device)?;
+    let dev = pick_device(a.device)?;
     let path = if a.checkpoint.is_dir() {
         a.checkpoint.join(checkpoint::BEST)
     } else {
@@ -456,20 +481,22 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     }
     train::check_window(cfg.model.n, &seqs)?;
     let model = Model::new(cfg.model.clone())?;
-    let params =
-        crate::backend::Backend::upload(&b, &train::unflatten(&model, &tensors, "", &path)?);
+    let flat = train::unflatten(&model, &tensors, "", &path)?;
     let split = data::split::Split::new(&seqs)?;
     let seed = crate::rng::derive(cfg.seed, 2 << 40);
-    let ms = evaluate(
-        &b,
-        &model,
-        &params,
-        &split,
-        holdout,
-        &protocols,
-        cfg.eval_batch,
-        seed,
-    );
+    let ms = on_device!(&dev, |b| {
+        let params = b.upload(&flat);
+        evaluate(
+            b,
+            &model,
+            &params,
+            &split,
+            holdout,
+            &protocols,
+            cfg.eval_batch,
+            seed,
+        )
+    });
     if a.json {
         let v: Vec<_> = ms.iter().map(|m| m.to_json()).collect();
         let out = serde_json::json!({"checkpoint": path, "split": holdout.name(), "epoch": meta["epoch"], "metrics": v});
@@ -491,6 +518,6 @@ fn run_eval(a: EvalArgs) -> Result<()> {
 fn run_info() {
     println!("pasa {}", env!("CARGO_PKG_VERSION"));
     println!("models: {}", PRESETS.join(", "));
-    println!("cpu: {}", crate::backend::Backend::name(&Cpu::<f32>::new()));
-    println!("cuda: not in this build");
+    println!("cpu: {}", Cpu::<f32>::new().name());
+    println!("{}", device_info());
 }

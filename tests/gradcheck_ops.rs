@@ -93,10 +93,14 @@ fn dropout_and_row_mask() {
         t.row_mask(p[0], start, 4)
     });
     for n in [1, 7, 33] {
-        check(&format!("row_mask n {n}"), &[("x", &[3 * n, 5])], &|t, p| {
-            let start = t.ints(&[0, (n / 2) as u32, n as u32]);
-            t.row_mask(p[0], start, n)
-        });
+        check(
+            &format!("row_mask n {n}"),
+            &[("x", &[3 * n, 5])],
+            &|t, p| {
+                let start = t.ints(&[0, (n / 2) as u32, n as u32]);
+                t.row_mask(p[0], start, n)
+            },
+        );
     }
 }
 
