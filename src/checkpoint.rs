@@ -291,8 +291,9 @@ fn new_save_id() -> String {
     format!("{:016x}", crate::rng::derive(seed, 0x5A7E))
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`:
+/// the file is whole or absent, never half-written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

@@ -52,7 +52,6 @@ impl RunDir {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub best_epoch: usize,
-    pub best_valid: Option<Metrics>,
     pub test: Metrics,
     pub epochs_run: usize,
     /// Wall time of each epoch's training steps, in seconds.
@@ -202,7 +201,7 @@ pub fn train<B: Backend>(
     let (mut st, mut best, first_epoch) = if resume {
         resume_state(b, &model, run)?
     } else {
-        std::fs::write(run.config(), cfg.to_toml()).map_err(|e| Error::io(&run.config(), e))?;
+        checkpoint::write_atomic(&run.config(), cfg.to_toml().as_bytes())?;
         let _ = std::fs::remove_file(run.metrics());
         (
             OptState::new(b, &model.params.init(cfg.seed)),
@@ -326,7 +325,7 @@ pub fn train<B: Backend>(
     .remove(0);
     let test_json = json!({"epoch": best.epoch, "test": test.to_json(), "valid": best.valid});
     append_line(&run.metrics(), &test_json)?;
-    write_atomic(
+    checkpoint::write_atomic(
         &run.test(),
         serde_json::to_string_pretty(&test_json)
             .expect("json")
@@ -334,7 +333,6 @@ pub fn train<B: Backend>(
     )?;
     Ok(Outcome {
         best_epoch: best.epoch,
-        best_valid: None,
         test,
         epochs_run: last_epoch,
         epoch_secs,
@@ -408,11 +406,4 @@ fn resume_state<B: Backend>(
         run.0.display()
     );
     Ok((st, best, epoch + 1))
-}
-
-/// Write a file whole or not at all: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
