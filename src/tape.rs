@@ -98,10 +98,8 @@ enum Op<B: Backend> {
     },
     CrossEntropy {
         logits: Tid,
-        targets: IntId,
-        vocab: usize,
-        lse: B::Buf,
-        count: usize,
+        /// ∂(mean loss)/∂logits, computed in the forward; taken by the backward.
+        dlogits: Option<B::Buf>,
         out: Tid,
     },
     Bce {
@@ -406,24 +404,33 @@ impl<'a, B: Backend> Tape<'a, B> {
     }
 
     /// Mean softmax cross-entropy over the rows whose target is not 0 (`count` of them).
+    /// When recording, the gradient is computed in the same pass (the loss ends the tape).
     pub fn cross_entropy(&mut self, logits: Tid, targets: IntId, count: usize) -> Tid {
         let vocab = *self.shapes[logits].last().expect("logits are 2-D");
         let rows = self.len(logits) / vocab;
         let (mut loss, mut lse) = (self.b.zeros(rows), self.b.zeros(rows));
-        self.b.cross_entropy_fwd(
-            self.view(logits),
-            &self.ints[targets.0],
-            vocab,
-            loss.view_mut(),
-            lse.view_mut(),
-        );
+        let ids = &self.ints[targets.0];
+        let dlogits = if self.record {
+            let mut d = self.b.zeros(self.len(logits));
+            let scale = 1.0 / count.max(1) as f32;
+            let (lv, ll, dv) = (loss.view_mut(), lse.view_mut(), d.view_mut());
+            self.b
+                .cross_entropy_fused(self.view(logits), ids, vocab, scale, lv, ll, dv);
+            Some(d)
+        } else {
+            self.b.cross_entropy_fwd(
+                self.view(logits),
+                ids,
+                vocab,
+                loss.view_mut(),
+                lse.view_mut(),
+            );
+            None
+        };
         let out = self.mean_of(&loss, count);
         self.record(Op::CrossEntropy {
             logits,
-            targets,
-            vocab,
-            lse,
-            count,
+            dlogits,
             out,
         });
         out
@@ -483,8 +490,8 @@ impl<'a, B: Backend> Tape<'a, B> {
         );
         let mut grads: Vec<Option<B::Buf>> = (0..self.values.len()).map(|_| None).collect();
         grads[out] = Some(seed);
-        let ops = std::mem::take(&mut self.ops);
-        for op in ops.iter().rev() {
+        let mut ops = std::mem::take(&mut self.ops);
+        for op in ops.iter_mut().rev() {
             self.backward_op(op, &mut grads, pgrads);
         }
         self.ops = ops;
@@ -505,7 +512,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         self.b.zeros(self.len(t))
     }
 
-    fn backward_op(&self, op: &Op<B>, grads: &mut [Option<B::Buf>], pg: &mut B::Buf) {
+    fn backward_op(&self, op: &mut Op<B>, grads: &mut [Option<B::Buf>], pg: &mut B::Buf) {
         let b = self.b;
         let out = match op {
             Op::MatMul { out, .. }
@@ -674,24 +681,18 @@ impl<'a, B: Backend> Tape<'a, B> {
                 self.acc(grads, pg, *l, dl);
             }
             Op::CrossEntropy {
-                logits,
-                targets,
-                vocab,
-                lse,
-                count,
-                ..
+                logits, dlogits, ..
             } => {
-                let scale = b.download(gv)[0] / (*count).max(1) as f32;
-                let mut dl = self.zeros_like(*logits);
-                b.cross_entropy_bwd(
-                    self.view(*logits),
-                    lse.view(),
-                    &self.ints[targets.0],
-                    *vocab,
-                    scale,
-                    dl.view_mut(),
-                );
-                self.acc(grads, pg, *logits, dl);
+                let d = dlogits.take().expect("one backward per tape");
+                let g = b.download(gv)[0];
+                let d = if g == 1.0 {
+                    d
+                } else {
+                    let mut scaled = self.zeros_like(*logits);
+                    b.axpy(g, d.view(), scaled.view_mut());
+                    scaled
+                };
+                self.acc(grads, pg, *logits, d);
             }
             Op::Bce {
                 h,

@@ -323,18 +323,36 @@ fn toml_config_is_applied_and_flags_override_it() {
     let data = tiny_data(&dir);
     let cfg = dir.join("exp.toml");
     // The file picks the model (so its preset's knobs apply), the epochs and a kernel.
-    std::fs::write(&cfg, "epochs = 2\n[model]\nname = \"pasa\"\nl = \"toeplitz\"\nd = 16\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "epochs = 2\n[model]\nname = \"pasa\"\nl = \"toeplitz\"\nd = 16\n",
+    )
+    .unwrap();
     let run = dir.join("run");
     let o = train(&data, &run, &["--config", cfg.to_str().unwrap()]);
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("# configuration"), "the configuration is echoed:\n{err}");
+    assert!(
+        err.contains("# configuration"),
+        "the configuration is echoed:\n{err}"
+    );
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
     // pasa's preset (toeplitz U, no PE), the file's L and epochs, the flag's d (8 beats 16).
-    for want in ["name = \"pasa\"", "u = \"toeplitz\"", "l = \"toeplitz\"", "pos_emb = false", "epochs = 2", "d = 8"] {
+    for want in [
+        "name = \"pasa\"",
+        "u = \"toeplitz\"",
+        "l = \"toeplitz\"",
+        "pos_emb = false",
+        "epochs = 2",
+        "d = 8",
+    ] {
         assert!(saved.contains(want), "config.toml lacks {want}:\n{saved}");
     }
     std::fs::write(&cfg, "[model]\ndepth = 3\n").unwrap();
-    let o = train(&data, &dir.join("run2"), &["--config", cfg.to_str().unwrap()]);
+    let o = train(
+        &data,
+        &dir.join("run2"),
+        &["--config", cfg.to_str().unwrap()],
+    );
     assert_error(&o, &["exp.toml", "depth"]);
 }

@@ -433,6 +433,28 @@ pub trait Backend {
         scale: f32,
         dlogits: ViewMut<Self::Buf>,
     );
+    /// Forward and backward at once (the loss is last on the tape, so its gradient scale is
+    /// known up front): loss and lse per row as `cross_entropy_fwd`, dlogits as
+    /// `cross_entropy_bwd`. Backends may fuse the two passes into one.
+    #[allow(clippy::too_many_arguments)]
+    fn cross_entropy_fused(
+        &self,
+        logits: View<Self::Buf>,
+        targets: &Self::IBuf,
+        vocab: usize,
+        scale: f32,
+        loss: ViewMut<Self::Buf>,
+        mut lse: ViewMut<Self::Buf>,
+        dlogits: ViewMut<Self::Buf>,
+    ) {
+        self.cross_entropy_fwd(logits, targets, vocab, loss, lse.rb());
+        let lse = View {
+            buf: &*lse.buf,
+            off: lse.off,
+            len: lse.len,
+        };
+        self.cross_entropy_bwd(logits, lse, targets, vocab, scale, dlogits);
+    }
     /// Binary cross-entropy of the target against one sampled negative per row:
     /// loss_r = −log σ(h_r·e_t) − log σ(−h_r·e_neg), neg drawn by [`sample_negative`]; ignored
     /// rows (target 0) give 0. h is `[rows, d]`, table `[vocab, d]`.

@@ -271,6 +271,26 @@ impl<T: Real> Backend for Cpu<T> {
     ) {
         loss::cross_entropy_bwd(s(logits), s(lse), targets, vocab, scale, sm(dlogits));
     }
+    fn cross_entropy_fused(
+        &self,
+        logits: View<Vec<T>>,
+        targets: &Vec<u32>,
+        vocab: usize,
+        scale: f32,
+        loss: ViewMut<Vec<T>>,
+        lse: ViewMut<Vec<T>>,
+        dlogits: ViewMut<Vec<T>>,
+    ) {
+        loss::cross_entropy_fused(
+            s(logits),
+            targets,
+            vocab,
+            scale,
+            sm(loss),
+            sm(lse),
+            sm(dlogits),
+        );
+    }
     fn bce_fwd(
         &self,
         h: View<Vec<T>>,
