@@ -196,7 +196,12 @@ mod tests {
         cross_entropy_bwd(&logits, &z1, &targets, vocab, 0.25, &mut d1);
         let (mut l2, mut z2, mut d2) = (vec![9.0; rows], vec![9.0; rows], vec![9.0; rows * vocab]);
         cross_entropy_fused(&logits, &targets, vocab, 0.25, &mut l2, &mut z2, &mut d2);
-        for (a, b) in l1.iter().chain(&z1).chain(&d1).zip(l2.iter().chain(&z2).chain(&d2)) {
+        for (a, b) in l1
+            .iter()
+            .chain(&z1)
+            .chain(&d1)
+            .zip(l2.iter().chain(&z2).chain(&d2))
+        {
             assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()), "{a} vs {b}");
         }
     }
