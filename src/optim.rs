@@ -54,11 +54,14 @@ impl<B: Backend> OptState<B> {
         b.fill(self.grads.view_mut(), 0.0);
     }
 
-    /// One Adam step over all parameters; returns the global gradient norm before clipping.
-    pub fn step(&mut self, b: &B, cfg: &AdamConfig) -> f32 {
-        let norm = b.sum_squares(self.grads.view()).sqrt() as f32;
-        let grad_scale = match cfg.clip {
-            Some(max) if norm > max && norm.is_finite() => max / norm,
+    /// One Adam step over all parameters. With clipping, returns the global gradient norm
+    /// before clipping; without, None (the norm costs a device reduction and a host sync).
+    pub fn step(&mut self, b: &B, cfg: &AdamConfig) -> Option<f32> {
+        let norm = cfg
+            .clip
+            .map(|_| b.sum_squares(self.grads.view()).sqrt() as f32);
+        let grad_scale = match (cfg.clip, norm) {
+            (Some(max), Some(norm)) if norm > max && norm.is_finite() => max / norm,
             _ => 1.0,
         };
         self.step += 1;
@@ -150,7 +153,7 @@ mod tests {
         };
         let mut st = OptState::new(&b, &[0.0, 0.0]);
         st.grads = vec![3.0, 4.0];
-        let norm = st.step(&b, &cfg);
+        let norm = st.step(&b, &cfg).expect("clipping reports the norm");
         assert!((norm - 5.0).abs() < 1e-6);
         // The clipped gradient (0.6, 0.8) sits in the first moment: m = 0.1·g.
         let b1c = 1.0 - B1;
