@@ -395,7 +395,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         ));
     }
     cfg.model.items = seqs.num_items;
-    let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let longest = seqs.longest();
     if !n_given && cfg.model.n > longest {
         eprintln!(
             "note: n = {longest}, the longest sequence (the default {} is longer)",
@@ -465,10 +465,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let protocols: Vec<Protocol> = if a.protocol == "all" {
         vec![Protocol::Full, Protocol::ExcludeSeen, Protocol::Sampled100]
     } else {
-        vec![a
-            .protocol
-            .parse()
-            .map_err(|e: Error| Error::arg("--protocol", e.0.trim_start_matches("protocol: ")))?]
+        vec![a.protocol.parse()?]
     };
     let seqs = load_data(&cfg.data)?;
     if seqs.num_items != cfg.model.items {
@@ -483,7 +480,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let model = Model::new(cfg.model.clone())?;
     let flat = train::unflatten(&model, &tensors, "", &path)?;
     let split = data::split::Split::new(&seqs)?;
-    let seed = crate::rng::derive(cfg.seed, 2 << 40);
+    let seed = train::eval_seed(cfg.seed);
     let ms = on_device!(&dev, |b| {
         let params = b.upload(&flat);
         evaluate(

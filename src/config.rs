@@ -98,9 +98,7 @@ impl TrainConfig {
         pos("--batch", self.batch)?;
         pos("--eval-every", self.eval_every)?;
         pos("--eval-batch", self.eval_batch)?;
-        self.protocol
-            .parse::<crate::eval::Protocol>()
-            .map_err(|e| Error::arg("--protocol", e.0.trim_start_matches("protocol: ")))?;
+        self.protocol.parse::<crate::eval::Protocol>()?;
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
             return Err(Error::arg("--lr", "must be a positive number"));
         }

@@ -72,7 +72,7 @@ impl FromStr for Protocol {
             "exclude-seen" | "exclude_seen" => Ok(Protocol::ExcludeSeen),
             "sampled100" | "sampled" => Ok(Protocol::Sampled100),
             _ => Err(Error::arg(
-                "protocol",
+                "--protocol",
                 format!("unknown protocol {s:?} (expected full, exclude-seen or sampled100)"),
             )),
         }

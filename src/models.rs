@@ -447,6 +447,12 @@ impl Model {
         tape.param(s.off, &s.shape)
     }
 
+    /// Scores of every item for `rows` hidden states: h·Eᵀ, `[rows, items + 1]`.
+    fn tied_logits<B: Backend>(&self, tape: &mut Tape<B>, h: Tid, table: Tid, rows: usize) -> Tid {
+        let vocab = self.cfg.items + 1;
+        tape.matmul(h, table, Gemm::new(rows, vocab, self.cfg.d, false, true))
+    }
+
     /// The training loss of a batch (mean over its non-pad positions).
     pub fn loss<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch, seed: u64) -> Tid {
         let (h, _) = self.forward(tape, batch, true, seed);
@@ -455,9 +461,7 @@ impl Model {
         let targets = tape.ints(&batch.targets);
         match self.cfg.loss {
             LossKind::Ce => {
-                let rows = batch.targets.len();
-                let vocab = self.cfg.items + 1;
-                let logits = tape.matmul(h, table, Gemm::new(rows, vocab, self.cfg.d, false, true));
+                let logits = self.tied_logits(tape, h, table, batch.targets.len());
                 tape.cross_entropy(logits, targets, count)
             }
             LossKind::Bce => tape.bce(h, table, targets, count, rng::derive(seed, u64::MAX)),
@@ -473,12 +477,7 @@ impl Model {
         let last = tape.ints(&last);
         let hl = tape.embedding(h, last, batch.size(), 1.0);
         let table = self.item_table(tape);
-        let vocab = self.cfg.items + 1;
-        let logits = tape.matmul(
-            hl,
-            table,
-            Gemm::new(batch.size(), vocab, self.cfg.d, false, true),
-        );
+        let logits = self.tied_logits(tape, hl, table, batch.size());
         tape.to_host(logits)
     }
 }

@@ -193,12 +193,6 @@ impl<'a, B: Backend> Tape<'a, B> {
         self.values.len() - 1
     }
 
-    /// A constant input (no gradient flows anywhere from it).
-    pub fn constant(&mut self, data: &[f32], shape: &[usize]) -> Tid {
-        let buf = self.b.upload(data);
-        self.push(buf, shape.to_vec())
-    }
-
     pub fn ints(&mut self, data: &[u32]) -> IntId {
         self.ints.push(self.b.upload_u32(data));
         IntId(self.ints.len() - 1)

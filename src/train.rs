@@ -27,6 +27,12 @@ use std::time::Instant;
 const SHUFFLE_TAG: u64 = 1 << 40;
 const EVAL_TAG: u64 = 2 << 40;
 
+/// The seed of evaluation draws (the sampled protocol's negatives): the same for every
+/// evaluation of a run, so its numbers are comparable across epochs and with `pasa eval`.
+pub fn eval_seed(seed: u64) -> u64 {
+    rng::derive(seed, EVAL_TAG)
+}
+
 /// The files of a run directory.
 pub struct RunDir(pub PathBuf);
 
@@ -87,7 +93,7 @@ fn make_batch(split: &Split, users: &[usize], n: usize) -> Batch {
 
 /// Refuse a window longer than every sequence: it can only be a mistake.
 pub fn check_window(n: usize, seqs: &Sequences) -> Result<()> {
-    let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let longest = seqs.longest();
     if n > longest {
         return Err(Error::arg(
             "--n",
@@ -259,7 +265,7 @@ pub fn train<B: Backend>(
             "epoch_secs": t0.elapsed().as_secs_f64(),
         });
         if epoch % cfg.eval_every == 0 || epoch == cfg.epochs {
-            let seed = rng::derive(cfg.seed, EVAL_TAG);
+            let seed = eval_seed(cfg.seed);
             let m = evaluate(
                 b,
                 &model,
@@ -311,7 +317,7 @@ pub fn train<B: Backend>(
     // Test at the best validation epoch.
     let (tensors, _) = checkpoint::load(&run.best())?;
     let best_params = b.upload(&unflatten(&model, &tensors, "", &run.best())?);
-    let seed = rng::derive(cfg.seed, EVAL_TAG);
+    let seed = eval_seed(cfg.seed);
     let test = evaluate(
         b,
         &model,

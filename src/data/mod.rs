@@ -74,6 +74,11 @@ impl Sequences {
         &self.items[self.offsets[u]..self.offsets[u + 1]]
     }
 
+    /// Length of the longest sequence (0 when there are none).
+    pub fn longest(&self) -> usize {
+        self.iter().map(|s| s.len()).max().unwrap_or(0)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
         (0..self.num_users()).map(move |u| self.seq(u))
     }
