@@ -4,6 +4,7 @@
 //! command-line flags. The result is echoed at start and saved with every checkpoint, so
 //! a run can be resumed or evaluated from its directory alone.
 
+use crate::backend::MAX_GRID_YZ as MAX_WINDOWS;
 use crate::data::synthetic::SyntheticConfig;
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
@@ -85,6 +86,7 @@ impl TrainConfig {
         toml::to_string(&v).expect("configs are TOML-representable")
     }
 
+    /// Validates every setting; the error names the flag.
     pub fn check(&self) -> Result<()> {
         self.model.validate()?;
         let pos = |flag: &str, v: usize| {
@@ -94,10 +96,24 @@ impl TrainConfig {
                 Ok(())
             }
         };
+        // The GPU kernels put the windows of a batch on one grid dimension (y or z), which
+        // CUDA limits to 65535 blocks; the cap is the same on the CPU so a run moves freely.
+        let windows = |flag: &str, v: usize| {
+            pos(flag, v)?;
+            if v > MAX_WINDOWS {
+                return Err(Error::arg(
+                    flag,
+                    format!(
+                        "must be at most {MAX_WINDOWS} windows per batch (the CUDA grid limit)"
+                    ),
+                ));
+            }
+            Ok(())
+        };
         pos("--epochs", self.epochs)?;
-        pos("--batch", self.batch)?;
+        windows("--batch", self.batch)?;
         pos("--eval-every", self.eval_every)?;
-        pos("--eval-batch", self.eval_batch)?;
+        windows("--eval-batch", self.eval_batch)?;
         self.protocol.parse::<crate::eval::Protocol>()?;
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
             return Err(Error::arg("--lr", "must be a positive number"));

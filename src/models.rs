@@ -1,6 +1,8 @@
 //! The model configurations of DESIGN §1 and the one forward pass that builds all of them.
 
-use crate::backend::{Activation, AttnShape, Backend, Gemm, KernelKind, MixShape, ScoreSource};
+use crate::backend::{
+    Activation, AttnShape, Backend, Gemm, KernelKind, MixShape, ScoreSource, MAX_GRID_YZ,
+};
 use crate::error::{Error, Result};
 use crate::params::{Init, ParamId, ParamSet};
 use crate::rng;
@@ -134,6 +136,12 @@ impl ModelConfig {
         }
         if self.d == 0 || self.blocks == 0 || self.heads == 0 || self.d_ff == 0 {
             return bad("--d/--blocks/--heads/--d-ff", "must be at least 1");
+        }
+        if self.n > MAX_GRID_YZ {
+            return bad(
+                "--n",
+                &format!("must be at most {MAX_GRID_YZ} (the CUDA grid limit)"),
+            );
         }
         if !self.d.is_multiple_of(self.heads) {
             return bad(

@@ -8,12 +8,16 @@ pub struct Progress {
     total: usize,
     done: usize,
     tokens: usize,
-    loss_sum: f64,
-    loss_count: usize,
+    /// The mean loss as last reported by the caller (the loss lives on the device and is read
+    /// back only now and then).
+    loss_mean: f64,
     started: Instant,
     last_draw: Instant,
     live: bool,
 }
+
+/// How often the loss is read back and the live line redrawn.
+pub const REFRESH: Duration = Duration::from_millis(200);
 
 impl Progress {
     pub fn new(label: String, total: usize) -> Self {
@@ -23,30 +27,36 @@ impl Progress {
             total,
             done: 0,
             tokens: 0,
-            loss_sum: 0.0,
-            loss_count: 0,
+            loss_mean: 0.0,
             started: now,
-            last_draw: now - Duration::from_secs(1),
+            last_draw: now,
             live: std::io::stderr().is_terminal(),
         }
     }
 
-    /// One step done, with its loss and the number of target tokens it trained on.
-    pub fn step(&mut self, loss: f32, tokens: usize) {
+    /// One step done, with the number of target tokens it trained on.
+    pub fn step(&mut self, tokens: usize) {
         self.done += 1;
         self.tokens += tokens;
-        if loss.is_finite() {
-            self.loss_sum += loss as f64;
-            self.loss_count += 1;
-        }
-        if self.live && self.last_draw.elapsed() >= Duration::from_millis(200) {
-            self.last_draw = Instant::now();
+    }
+
+    /// Whether the caller should read the loss back and call [`Progress::report_loss`] now:
+    /// every [`REFRESH`], so a reading costs one host sync per refresh, not one per step.
+    pub fn due(&self) -> bool {
+        self.last_draw.elapsed() >= REFRESH
+    }
+
+    /// The mean loss of the steps done so far; redraws the live line.
+    pub fn report_loss(&mut self, mean: f64) {
+        self.loss_mean = mean;
+        self.last_draw = Instant::now();
+        if self.live {
             self.draw();
         }
     }
 
     pub fn mean_loss(&self) -> f64 {
-        self.loss_sum / self.loss_count.max(1) as f64
+        self.loss_mean
     }
 
     pub fn tokens_per_sec(&self) -> f64 {

@@ -132,6 +132,9 @@ pub struct Tape<'a, B: Backend> {
     ints: Vec<B::IBuf>,
     ops: Vec<Op<B>>,
     record: bool,
+    /// A scalar gradient known on the host (the backward's seed of 1 at the loss), so the loss
+    /// ops need not read their output gradient back from the device.
+    host_grad: Option<(Tid, f32)>,
 }
 
 impl<'a, B: Backend> Tape<'a, B> {
@@ -145,6 +148,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             ints: vec![],
             ops: vec![],
             record,
+            host_grad: None,
         }
     }
 
@@ -470,8 +474,15 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// (the flat gradient buffer, laid out like the parameters).
     pub fn backward(&mut self, loss: Tid, pgrads: &mut B::Buf) {
         assert!(self.record, "backward on a tape that did not record");
+        assert_eq!(
+            self.len(loss),
+            1,
+            "backward from a loss that is not a scalar"
+        );
         let seed = self.b.upload(&[1.0]);
+        self.host_grad = Some((loss, 1.0));
         self.backward_from(loss, seed, pgrads);
+        self.host_grad = None;
     }
 
     /// Back-propagate a given gradient `seed` of tensor `out` (e.g. r for the loss Σ out·r).
@@ -499,6 +510,14 @@ impl<'a, B: Backend> Tape<'a, B> {
                 Some(acc) => self.b.axpy(1.0, g.view(), acc.view_mut()),
                 slot => *slot = Some(g),
             },
+        }
+    }
+
+    /// The gradient of scalar `t`, from the host when known there (no device sync).
+    fn scalar_grad(&self, t: Tid, g: View<B::Buf>) -> f32 {
+        match self.host_grad {
+            Some((known, value)) if known == t => value,
+            _ => self.b.download(g)[0],
         }
     }
 
@@ -678,7 +697,7 @@ impl<'a, B: Backend> Tape<'a, B> {
                 logits, dlogits, ..
             } => {
                 let d = dlogits.take().expect("one backward per tape");
-                let g = b.download(gv)[0];
+                let g = self.scalar_grad(out, gv);
                 let d = if g == 1.0 {
                     d
                 } else {
@@ -697,7 +716,7 @@ impl<'a, B: Backend> Tape<'a, B> {
                 count,
                 ..
             } => {
-                let scale = b.download(gv)[0] / (*count).max(1) as f32;
+                let scale = self.scalar_grad(out, gv) / (*count).max(1) as f32;
                 let (mut dh, mut dt) = (self.zeros_like(*h), self.zeros_like(*table));
                 b.bce_bwd(
                     self.view(*h),

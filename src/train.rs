@@ -5,7 +5,7 @@
 //! the epoch and the step, so a resumed run ends at the same parameters as one that never
 //! stopped.
 
-use crate::backend::{Backend, DeviceBuf};
+use crate::backend::{Backend, DeviceBuf, View};
 use crate::checkpoint::{self, NamedTensor};
 use crate::config::TrainConfig;
 use crate::data::split::{window, Split};
@@ -173,6 +173,42 @@ fn append_line(path: &Path, v: &Value) -> Result<()> {
     writeln!(f, "{v}").map_err(|e| Error::io(path, e))
 }
 
+/// The training loss of an epoch, summed on the device: reading it back costs a host sync, so
+/// the loop reads it only when the progress line refreshes and at the end of the epoch.
+struct LossMeter<B: Backend> {
+    sum: B::Buf,
+    /// Steps before this epoch, and the step of the last finite reading.
+    first: usize,
+    checked: usize,
+}
+
+impl<B: Backend> LossMeter<B> {
+    fn new(b: &B, step: usize) -> Self {
+        LossMeter {
+            sum: b.zeros(1),
+            first: step,
+            checked: step,
+        }
+    }
+
+    fn add(&mut self, b: &B, loss: View<B::Buf>) {
+        b.axpy(1.0, loss, self.sum.view_mut());
+    }
+
+    /// The mean loss of the epoch's steps up to `step`, or which steps made it non-finite.
+    fn read(&mut self, b: &B, step: usize) -> std::result::Result<f64, String> {
+        let sum = b.download(self.sum.view())[0];
+        if !sum.is_finite() {
+            return Err(format!(
+                "the loss became {sum} at a step between {} and {step}",
+                self.checked + 1
+            ));
+        }
+        self.checked = step;
+        Ok(sum as f64 / (step - self.first).max(1) as f64)
+    }
+}
+
 /// Early-stopping state, saved with the last checkpoint.
 #[derive(Debug, Clone, Default)]
 struct Best {
@@ -235,23 +271,25 @@ pub fn train<B: Backend>(
         let batches: Vec<&[usize]> = order.chunks(cfg.batch).collect();
         let mut prog = Progress::new(format!("epoch {epoch}/{}", cfg.epochs), batches.len());
         let t0 = Instant::now();
-        for chunk in batches {
+        let mut losses = LossMeter::new(b, st.step as usize);
+        let last = batches.len();
+        for (k, chunk) in batches.into_iter().enumerate() {
             let batch = make_batch(&split, chunk, cfg.model.n);
             let tokens = batch.targets.iter().filter(|&&t| t != 0).count();
             st.zero_grad(b);
             let mut tape = Tape::new(b, &st.params, true);
             let loss = model.loss(&mut tape, &batch, rng::derive(cfg.seed, st.step as u64 + 1));
-            let loss_value = tape.to_host(loss)[0];
-            if !loss_value.is_finite() {
-                return Err(Error::msg(format!(
-                    "epoch {epoch}, step {}: the loss is {loss_value}; lower --lr or set --clip",
-                    st.step + 1
-                )));
-            }
+            losses.add(b, tape.view(loss));
             tape.backward(loss, &mut st.grads);
             drop(tape);
             st.step(b, &cfg.optim);
-            prog.step(loss_value, tokens);
+            prog.step(tokens);
+            if prog.due() || k + 1 == last {
+                let mean = losses.read(b, st.step as usize).map_err(|e| {
+                    Error::msg(format!("epoch {epoch}, {e}; lower --lr or set --clip"))
+                })?;
+                prog.report_loss(mean);
+            }
         }
         prog.finish();
         epoch_secs.push(t0.elapsed().as_secs_f64());

@@ -245,6 +245,25 @@ fn bad_flags_are_named() {
     assert_error(&o, &["--protocol"]);
     let o = train(&data, &dir.join("r6"), &["--lr=-1"]);
     assert_error(&o, &["--lr"]);
+    // Past the GPU's grid limit, on every device alike.
+    for (flag, value) in [("--batch", "65536"), ("--eval-batch", "100000")] {
+        let out = dir.join(&flag[2..]);
+        let o = pasa(&[
+            "train",
+            "--data",
+            d,
+            "--device",
+            "cpu",
+            flag,
+            value,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_error(&o, &[flag, "65535"]);
+    }
+    // A diverging run stops with the steps where the loss stopped being finite.
+    let o = train(&data, &dir.join("r9"), &["--lr", "1e30", "--epochs", "3"]);
+    assert_error(&o, &["the loss became", "at a step between", "--lr"]);
     // clap's own errors also exit with 2.
     let o = pasa(&["train", "--epochs", "many"]);
     assert_eq!(o.status.code(), Some(2));

@@ -3,6 +3,11 @@
 pub mod cpu;
 pub mod cuda;
 
+/// The largest count of windows (batch), heads or positions (n) one kernel launch can take:
+/// CUDA limits the y and z grid dimensions, which the attention kernels spend on them, to
+/// 65535 blocks. Configurations are checked against it on every device alike.
+pub const MAX_GRID_YZ: usize = 65535;
+
 /// How a positional kernel (U or L) is parametrised. DESIGN §1.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,

@@ -6,7 +6,7 @@
 //! contract it follows.
 
 use super::Cuda;
-use crate::backend::{View, ViewMut};
+use crate::backend::{View, ViewMut, MAX_GRID_YZ};
 use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 
 /// One kernel parameter, by its C type.
@@ -106,6 +106,12 @@ impl Cuda {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return;
         }
+        // The configuration checks keep batch, heads and n within this (MAX_GRID_YZ); a launch
+        // past it would fail with an opaque CUDA_ERROR_INVALID_VALUE.
+        assert!(
+            grid.1 as usize <= MAX_GRID_YZ && grid.2 as usize <= MAX_GRID_YZ,
+            "cuda: {name} needs a grid of {grid:?}, past CUDA's limit of {MAX_GRID_YZ} blocks in y and z"
+        );
         let f = self.func(name);
         let mut b = self.stream.launch_builder(f);
         for a in args {
