@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # The GPU check of the CUDA backend, in two halves (the GPU machine has no Rust toolchain):
 #
-#   kernels/gpu-check.sh build   on the development machine: builds the test executables with
-#                                the kernels (PASA_REQUIRE_KERNELS=1) and copies them, stripped
-#                                of debug info, with this script into target/gpu-check/
-#   target/gpu-check/gpu-check.sh run
-#                                on the GPU machine: `pasa info`-style probe through the unit
-#                                tests, CPU/GPU parity (including the ignored n = 2048 case),
-#                                then compute-sanitizer memcheck, racecheck, initcheck and
-#                                synccheck on the attention and mix parity tests, with
-#                                PASA_CUDA_SYNC=1 so that a fault names its kernel. Prints a
-#                                table at the end; exit status non-zero when a step failed.
+#   kernels/gpu-check.sh build   on the development machine: builds the test executables and
+#                                the release binary with the kernels (PASA_REQUIRE_KERNELS=1)
+#                                and copies them, stripped of debug info, with this script and
+#                                ../shared/datasets/ml-1m.txt (when present) into
+#                                target/gpu-check/ (about 40 MB)
+#   target/gpu-check/gpu-check.sh run [check|train|all]
+#                                on the GPU machine (each part fits one 10-minute device call):
+#     check  `pasa info`, the CUDA unit tests, CPU/GPU parity (including the ignored n = 2048
+#            case), then compute-sanitizer memcheck, racecheck, initcheck and synccheck on the
+#            attention and mix parity tests, with PASA_CUDA_SYNC=1 so that a fault names its
+#            kernel;
+#     train  `pasa train --device cuda` of sasrec and pasa on ml-1m at issue 4's settings (n 200,
+#            d 64, 2 blocks, 1 head, batch 128, dropout 0.2, full CE, 200 epochs, no early
+#            stopping), with the test NDCG@10 / HR@10 and the median epoch time in the table;
+#     all    both (the default).
+#   PASA_EPOCHS and PASA_DEVICE override the training's 200 epochs and cuda (for a dry run).
+#   Logs: one per step in logs/ next to the script, and (the device tool brings back at most 8
+#   files) all of them in $OUT/gpu-check.log plus $OUT/metrics.<model>.jsonl when $OUT is set.
+#   Prints a table at the end; exit status non-zero when a step failed.
 set -uo pipefail
 
 mode="${1:-}"
@@ -35,17 +44,24 @@ for line in sys.stdin:
 ' | while read -r name exe; do
       case "$name" in unit|parity) objcopy --strip-debug "$exe" "$out/$name" ;; esac
     done
+  cargo build --release --quiet
+  objcopy --strip-debug target/release/pasa "$out/pasa"
+  data=../shared/datasets/ml-1m.txt
+  if [ -f "$data" ]; then cp "$data" "$out/"; else echo "note: $data absent: no training part"; fi
   cp "$here/gpu-check.sh" "$out/"
   ls -la "$out"
   exit 0
 fi
 
-if [ "$mode" != run ]; then
-  echo "usage: kernels/gpu-check.sh build | target/gpu-check/gpu-check.sh run" >&2
+part="${2:-all}"
+if [ "$mode" != run ] || ! [[ "$part" =~ ^(check|train|all)$ ]]; then
+  echo "usage: kernels/gpu-check.sh build | target/gpu-check/gpu-check.sh run [check|train|all]" >&2
   exit 2
 fi
 
 cd "$here"
+logs="$here/logs"  # one file per step; gathered into one file under $OUT at the end
+rm -rf "$logs" && mkdir -p "$logs"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 SAN="${COMPUTE_SANITIZER:-/usr/local/cuda/bin/compute-sanitizer}"
 declare -a rows
@@ -53,8 +69,8 @@ step() {  # step NAME COMMAND...
   local name="$1"; shift
   local t0=$SECONDS
   echo "=== $name: $*"
-  if "$@" > "log.$name" 2>&1; then rows+=("ok    $((SECONDS - t0))s  $name"); else rows+=("FAIL  $((SECONDS - t0))s  $name (see log.$name)"); fi
-  tail -n 5 "log.$name"
+  if "$@" > "$logs/log.$name" 2>&1; then rows+=("ok    $((SECONDS - t0))s  $name"); else rows+=("FAIL  $((SECONDS - t0))s  $name (see log.$name)"); fi
+  tail -n 5 "$logs/log.$name"
 }
 
 # Parity skips without a usable GPU, which would read as a pass: fail loudly instead.
@@ -64,19 +80,61 @@ probe() {
   echo "$out"
   case "$out" in *"parity skipped"*) return 1 ;; esac
 }
-step gpu-usable probe
-step unit ./unit --test-threads=1 backend::cuda
-step parity ./parity --test-threads=1
-step parity-n2048 ./parity --test-threads=1 --ignored attention_n2048
-# The sanitizer runs every launch of the attention and mix tests (slow: tens of minutes for
-# the whole grid of shapes); PASA_SANITIZE_FILTER narrows it, e.g. to head_width_128.
-filter="${PASA_SANITIZE_FILTER:-attention_head_width_128_bucket}"
-for tool in memcheck racecheck initcheck synccheck; do
-  step "$tool" env PASA_CUDA_SYNC=1 "$SAN" --tool "$tool" --error-exitcode 1 \
-    ./parity --test-threads=1 "$filter"
-done
-step memcheck-mix env PASA_CUDA_SYNC=1 "$SAN" --tool memcheck --error-exitcode 1 \
-  ./parity --test-threads=1 mix_every_kind_and_shape
+check() {
+  step info ./pasa info
+  step gpu-usable probe
+  step unit ./unit --test-threads=1 backend::cuda
+  step parity ./parity --test-threads=1
+  step parity-n2048 ./parity --test-threads=1 --ignored attention_n2048
+  # The sanitizer runs every launch of the attention and mix tests (slow: tens of minutes for
+  # the whole grid of shapes); PASA_SANITIZE_FILTER narrows it, e.g. to head_width_128.
+  filter="${PASA_SANITIZE_FILTER:-attention_head_width_128_bucket}"
+  for tool in memcheck racecheck initcheck synccheck; do
+    step "$tool" env PASA_CUDA_SYNC=1 "$SAN" --tool "$tool" --error-exitcode 1 \
+      ./parity --test-threads=1 "$filter"
+  done
+  step memcheck-mix env PASA_CUDA_SYNC=1 "$SAN" --tool memcheck --error-exitcode 1 \
+    ./parity --test-threads=1 mix_every_kind_and_shape
+}
+
+# Issue 4's training runs. Run directories stay on the machine; each metrics.jsonl (a line per
+# epoch, the test metrics last) is copied to the logs.
+train_one() {  # train_one MODEL
+  rm -rf "runs/$1"
+  ./pasa train --device "${PASA_DEVICE:-cuda}" --data ml-1m.txt --model "$1" --n 200 --d 64 --blocks 2 \
+    --heads 1 --batch 128 --dropout 0.2 --loss ce --epochs "${PASA_EPOCHS:-200}" --patience 0 \
+    --out "runs/$1" || return
+  cp "runs/$1/metrics.jsonl" "$logs/metrics.$1.jsonl"
+}
+summary_of() {  # summary_of MODEL: test NDCG@10, HR@10 and the median epoch time
+  python3 - "$logs/metrics.$1.jsonl" <<'PY' 2>/dev/null || echo "(no metrics)"
+import json, statistics, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+secs = [l["epoch_secs"] for l in lines if "epoch_secs" in l]
+test = lines[-1]["test"]
+print(f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f} "
+      f"(best valid epoch {lines[-1]['epoch']}), median epoch {statistics.median(secs):.2f}s "
+      f"over {len(secs)} epochs")
+PY
+}
+train() {
+  if [ ! -f ml-1m.txt ]; then rows+=("skip  ml-1m.txt was not packed"); return; fi
+  for model in sasrec pasa; do
+    step "train-$model" train_one "$model"
+    rows+=("      $model: $(summary_of "$model")")
+  done
+}
+
+case "$part" in
+  check) check ;;
+  train) train ;;
+  all) check; train ;;
+esac
+
+if [ -n "${OUT:-}" ]; then
+  for f in "$logs"/*; do echo "=== $(basename "$f")"; tail -n 3000 "$f"; done > "$OUT/gpu-check.log"
+  cp "$logs"/metrics.*.jsonl "$OUT/" 2>/dev/null
+fi
 
 echo
 echo "GPU check summary"
