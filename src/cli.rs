@@ -1,4 +1,4 @@
-//! The command line: `pasa train | eval | data | info`.
+//! The command line: `pasa train | eval | kernels | data | info`.
 
 use crate::backend::cpu::Cpu;
 use crate::backend::cuda::{cuda_available, device_info, Cuda};
@@ -9,10 +9,13 @@ use crate::config::{DataConfig, TrainConfig};
 use crate::data::{self, cli::DataCommand, synthetic, Format, LoadOptions, Sequences};
 use crate::error::{Error, Result};
 use crate::eval::Protocol;
+use crate::heatmap;
+use crate::kernel_export;
 use crate::models::{LossKind, Model, Reading, Scores, PRESETS};
 use crate::score::{evaluate, Holdout};
 use crate::train::{self, RunDir};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
@@ -32,6 +35,8 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a run directory or checkpoint on the held-out items.
     Eval(EvalArgs),
+    /// Export the learned positional matrices (U, L, learned P) as CSV and PNG heatmaps.
+    Kernels(KernelsArgs),
     /// Convert datasets and print their statistics.
     #[command(subcommand)]
     Data(DataCommand),
@@ -165,10 +170,35 @@ pub struct EvalArgs {
     pub device: DeviceArg,
 }
 
+/// Which checkpoint of a run directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    /// The best validation epoch (best.safetensors).
+    Best,
+    /// The last epoch trained (last.safetensors).
+    Last,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelsArgs {
+    /// A run directory or a .safetensors checkpoint.
+    pub checkpoint: PathBuf,
+    /// Output directory (default: kernels-<checkpoint name> beside the checkpoint).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Which checkpoint of a run directory [default: best].
+    #[arg(long, value_enum)]
+    pub which: Option<Which>,
+    /// Pixels per matrix cell in the PNGs (default: about 800 px wide).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub scale: Option<u32>,
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Train(a) => run_train(*a),
         Command::Eval(a) => run_eval(a),
+        Command::Kernels(a) => run_kernels(a),
         Command::Data(c) => data::cli::run(c),
         Command::Info => {
             run_info();
@@ -214,8 +244,9 @@ macro_rules! on_device {
     };
 }
 
-fn format_name(f: Format) -> String {
-    f.to_possible_value()
+/// The name a flag takes for `v` (`toeplitz`, not `Toeplitz`).
+fn value_name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
         .map(|v| v.get_name().to_string())
         .unwrap_or_default()
 }
@@ -314,7 +345,7 @@ pub fn build_config(a: &TrainArgs) -> Result<(TrainConfig, bool)> {
             ));
         }
         if let Some(f) = a.format {
-            c.data.format = format_name(f);
+            c.data.format = value_name(f);
         }
         c.data.kcore = a.kcore.or(c.data.kcore);
     }
@@ -435,20 +466,65 @@ fn run_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_eval(a: EvalArgs) -> Result<()> {
-    let dev = pick_device(a.device)?;
-    let path = if a.checkpoint.is_dir() {
-        a.checkpoint.join(checkpoint::BEST)
+/// A checkpoint with the configuration from its sidecar and the model it builds.
+pub struct Loaded {
+    /// The `.safetensors` file read.
+    pub path: PathBuf,
+    /// The sidecar (epoch, configuration, …).
+    pub meta: Value,
+    pub cfg: TrainConfig,
+    pub model: Model,
+    /// The parameters, laid out as `model.params`.
+    pub params: Vec<f32>,
+}
+
+/// Load the checkpoint a command names: a run directory (its `which` checkpoint, the best by
+/// default) or a `.safetensors` file. Shapes are checked against the sidecar's configuration.
+pub fn open_checkpoint(arg: &Path, which: Option<Which>) -> Result<Loaded> {
+    let path = if arg.is_dir() {
+        let run = RunDir(arg.to_path_buf());
+        match which.unwrap_or(Which::Best) {
+            Which::Best => run.best(),
+            Which::Last => run.last(),
+        }
+    } else if which.is_some() {
+        return Err(Error::arg(
+            "--which",
+            format!(
+                "picks a checkpoint of a run directory, but {} is not a directory",
+                arg.display()
+            ),
+        ));
     } else {
-        a.checkpoint.clone()
+        arg.to_path_buf()
     };
     let (tensors, meta) = checkpoint::load(&path)?;
     let sidecar = checkpoint::sidecar_path(&path);
-    let mut cfg: TrainConfig = serde_json::from_value(meta["config"].clone())
+    let cfg: TrainConfig = serde_json::from_value(meta["config"].clone())
         .map_err(|e| Error::in_file(&sidecar, format!("no valid 'config': {e}")))?;
+    let model = Model::new(cfg.model.clone()).map_err(|e| Error::in_file(&sidecar, e))?;
+    let params = train::unflatten(&model, &tensors, "", &path)?;
+    Ok(Loaded {
+        path,
+        meta,
+        cfg,
+        model,
+        params,
+    })
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let dev = pick_device(a.device)?;
+    let Loaded {
+        path,
+        meta,
+        mut cfg,
+        model,
+        params: flat,
+    } = open_checkpoint(&a.checkpoint, None)?;
     if let Some(p) = &a.data {
         cfg.data.path = Some(p.clone());
-        cfg.data.format = a.format.map(format_name).unwrap_or_else(|| "auto".into());
+        cfg.data.format = a.format.map(value_name).unwrap_or_else(|| "auto".into());
     } else if a.format.is_some() {
         return Err(Error::arg("--format", "needs --data"));
     }
@@ -477,8 +553,6 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         )));
     }
     train::check_window(cfg.model.n, &seqs)?;
-    let model = Model::new(cfg.model.clone())?;
-    let flat = train::unflatten(&model, &tensors, "", &path)?;
     let split = data::split::Split::new(&seqs)?;
     let seed = train::eval_seed(cfg.seed);
     let ms = on_device!(&dev, |b| {
@@ -507,6 +581,53 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         );
         for m in ms {
             println!("{m}");
+        }
+    }
+    Ok(())
+}
+
+/// `kernels-<checkpoint name>` beside the checkpoint: a run's best and last stay apart.
+fn default_kernels_dir(checkpoint: &Path) -> PathBuf {
+    let stem = checkpoint
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let dir = checkpoint.parent().unwrap_or(Path::new(""));
+    dir.join(format!("kernels-{stem}"))
+}
+
+fn run_kernels(a: KernelsArgs) -> Result<()> {
+    let ck = open_checkpoint(&a.checkpoint, a.which)?;
+    let mats = kernel_export::collect(&ck.model, &ck.params)?;
+    let m = &ck.cfg.model;
+    if mats.is_empty() {
+        println!(
+            "{}: model '{}' learns no positional matrix (U {}, L {}, scores {}): nothing to export",
+            ck.path.display(),
+            m.name,
+            value_name(m.u),
+            value_name(m.l),
+            value_name(m.scores)
+        );
+        return Ok(());
+    }
+    let out = a.out.unwrap_or_else(|| default_kernels_dir(&ck.path));
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let scale = a
+        .scale
+        .map_or_else(|| heatmap::default_scale(m.n), |s| s as usize);
+    println!(
+        "{} (epoch {}): {} matrices of {n}×{n}, [i][j] = query i, key j ≤ i; into {}",
+        ck.path.display(),
+        ck.meta["epoch"],
+        mats.len(),
+        out.display(),
+        n = m.n
+    );
+    for e in &mats {
+        println!("{}", kernel_export::summary(e));
+        for f in kernel_export::write(&out, e, scale)? {
+            println!("  wrote {}", f.display());
         }
     }
     Ok(())

@@ -8,6 +8,8 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod heatmap;
+pub mod kernel_export;
 pub mod models;
 pub mod optim;
 pub mod params;

@@ -195,6 +195,22 @@ struct BlockParams {
     ff2: (ParamId, ParamId),
 }
 
+/// A learned matrix in position space, as `pasa kernels` exports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positional {
+    /// U or L: `[kernel heads, kind.len(n)]`. `identity_init` for the `mix` reading's L
+    /// (starts as I), else the kernel starts as ones.
+    Kernel {
+        id: ParamId,
+        kind: KernelKind,
+        identity_init: bool,
+    },
+    /// PARec's scores P: `[heads, n, n]`.
+    Learned { id: ParamId },
+    /// FPARec's factors A and B of P = A·Bᵀ: each `[heads, n, rank]`.
+    Factorised { a: ParamId, b: ParamId },
+}
+
 /// A built model: its configuration and the layout of its parameters.
 pub struct Model {
     pub cfg: ModelConfig,
@@ -330,6 +346,33 @@ impl Model {
             blocks,
             ln_f,
         })
+    }
+
+    /// Every learned position-space matrix, each once, in block order (U, L, then the scores
+    /// P of that block); a kernel shared by all blocks is listed at block 0.
+    pub fn positional(&self) -> Vec<Positional> {
+        let mix = self.cfg.reading == Reading::Mix;
+        let mut out: Vec<Positional> = vec![];
+        for bp in &self.blocks {
+            let kernels = [(bp.u, self.cfg.u, false), (bp.l, self.cfg.l, mix)];
+            for (id, kind, identity_init) in kernels {
+                let Some(id) = id else { continue };
+                let k = Positional::Kernel {
+                    id,
+                    kind,
+                    identity_init,
+                };
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+            match (bp.pos_a, bp.pos_b) {
+                (Some(id), None) => out.push(Positional::Learned { id }),
+                (Some(a), Some(b)) => out.push(Positional::Factorised { a, b }),
+                _ => {}
+            }
+        }
+        out
     }
 
     /// The hidden states `[batch·n, d]` after the final layer norm. Dropout is on when

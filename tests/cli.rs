@@ -375,3 +375,121 @@ fn toml_config_is_applied_and_flags_override_it() {
     );
     assert_error(&o, &["exp.toml", "depth"]);
 }
+
+/// Width, height and RGB bytes of a PNG.
+fn read_png(p: &Path) -> (u32, u32, Vec<u8>) {
+    let file = std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).expect("decodes");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+#[test]
+fn kernels_export_csv_and_png() {
+    let dir = tmp("kernels");
+    let data = tiny_data(&dir);
+    let run = dir.join("run");
+    let per_head = ["--heads", "2", "--kernel-per-head", "true"];
+    let o = train(
+        &data,
+        &run,
+        &[&["--model", "pasa", "--epochs", "1"][..], &per_head].concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+
+    let out = dir.join("k");
+    let o = pasa(&[
+        "kernels",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // 2 blocks × (U, L) × 2 heads, a CSV and a PNG each.
+    assert_eq!(stdout.matches("wrote ").count(), 16, "{stdout}");
+    assert!(stdout.contains("by distance"), "toeplitz U: {stdout}");
+
+    let n = 6;
+    let (tensors, _) = checkpoint::load(&run.join("best.safetensors")).unwrap();
+    for b in 0..2 {
+        for (role, toeplitz) in [("U", true), ("L", false)] {
+            let name = format!("block{b}.{role}");
+            let t = tensors.iter().find(|t| t.name == name).expect(&name);
+            let per_head = t.data.len() / 2;
+            for h in 0..2 {
+                let stem = format!("{name}.h{h}");
+                let csv = std::fs::read_to_string(out.join(format!("{stem}.csv"))).unwrap();
+                let rows: Vec<&str> = csv.lines().collect();
+                assert_eq!(rows.len(), n, "{stem}: {csv}");
+                for (i, row) in rows.iter().enumerate() {
+                    let cells: Vec<&str> = row.split(',').collect();
+                    assert_eq!(cells.len(), n, "{stem} row {i}: {row}");
+                    for (j, cell) in cells.iter().enumerate() {
+                        if j > i {
+                            assert!(cell.is_empty(), "{stem} [{i}][{j}] above the diagonal");
+                            continue;
+                        }
+                        let at = if toeplitz { i - j } else { i * (i + 1) / 2 + j };
+                        let want = t.data[h * per_head + at];
+                        let got: f32 = cell.parse().unwrap();
+                        assert_eq!(got.to_bits(), want.to_bits(), "{stem} [{i}][{j}]");
+                    }
+                }
+                // Default scale: ceil(800 / 6) = 134 px per cell.
+                let (w, hgt, px) = read_png(&out.join(format!("{stem}.png")));
+                assert_eq!((w, hgt), (6 * 134, 6 * 134), "{stem}");
+                let top_right = (w as usize - 1) * 3;
+                assert_eq!(px[top_right..top_right + 3], pasa::heatmap::NO_DATA);
+            }
+        }
+    }
+
+    // The last checkpoint, a chosen scale, the default directory beside the checkpoint.
+    let o = pasa(&[
+        "kernels",
+        run.to_str().unwrap(),
+        "--which",
+        "last",
+        "--scale",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let (w, h, _) = read_png(&run.join("kernels-last").join("block1.L.h1.png"));
+    assert_eq!((w, h), (12, 12));
+
+    // A model without positional matrices says so and succeeds.
+    let plain = dir.join("plain");
+    assert!(train(&data, &plain, &["--epochs", "1"]).status.success());
+    let o = pasa(&["kernels", plain.to_str().unwrap()]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(stdout.contains("nothing to export"), "{stdout}");
+    assert!(!plain.join("kernels-best").exists());
+
+    // Bad paths are named.
+    let o = pasa(&["kernels", dir.join("nowhere").to_str().unwrap()]);
+    assert_error(&o, &["nowhere"]);
+    let bad_out = run.join("config.toml").join("k");
+    let o = pasa(&[
+        "kernels",
+        run.to_str().unwrap(),
+        "--out",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert_error(&o, &["config.toml"]);
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint").unwrap();
+    let o = pasa(&["kernels", garbage.to_str().unwrap()]);
+    assert_error(&o, &["garbage.safetensors"]);
+    let best = run.join("best.safetensors");
+    let o = pasa(&["kernels", best.to_str().unwrap(), "--which", "last"]);
+    assert_error(&o, &["--which", "best.safetensors"]);
+    let o = pasa(&["kernels", run.to_str().unwrap(), "--scale", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
