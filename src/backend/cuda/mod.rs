@@ -286,13 +286,6 @@ impl Cuda {
             .unwrap_or_else(|| panic!("cuda: kernel {name} is not among the loaded entry points"))
     }
 
-    /// Wait for every queued op (for timing and error checks).
-    pub fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(driver_err("synchronising the stream failed"))
-    }
-
     /// A zeroed device buffer.
     fn alloc(&self, len: usize) -> CudaSlice<f32> {
         self.alloc_any(len)
@@ -362,6 +355,12 @@ impl Backend for Cuda {
 
     fn name(&self) -> String {
         format!("cuda:{} ({})", self.ordinal, self.device_name)
+    }
+    fn synchronize(&self) {
+        // A kernel fault surfaces at the next sync point: this one, when timing.
+        self.stream.synchronize().unwrap_or_else(|e| {
+            panic!("cuda: synchronising the stream failed (a queued op faulted): {e}")
+        });
     }
 
     fn zeros(&self, len: usize) -> CudaSlice<f32> {
