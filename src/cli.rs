@@ -1,9 +1,10 @@
-//! The command line: `pasa train | eval | data | info`.
+//! The command line: `pasa train | eval | data | bench | info`.
 
 use crate::backend::cpu::Cpu;
 use crate::backend::cuda::{cuda_available, device_info, Cuda};
 use crate::backend::Backend;
 use crate::backend::{Activation, KernelKind};
+use crate::bench::{self, BenchPlan, BenchShape};
 use crate::checkpoint;
 use crate::config::{DataConfig, TrainConfig};
 use crate::data::{self, cli::DataCommand, synthetic, Format, LoadOptions, Sequences};
@@ -35,6 +36,8 @@ pub enum Command {
     /// Convert datasets and print their statistics.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Time the fused attention op and whole training steps on one device.
+    Bench(BenchArgs),
     /// Print the build, the devices and the kernels present.
     Info,
 }
@@ -165,11 +168,47 @@ pub struct EvalArgs {
     pub device: DeviceArg,
 }
 
+/// Defaults: the ml-1m training shape, sasrec and pasa.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Models to time (repeat the flag or separate by commas).
+    #[arg(long = "model", value_name = "NAME", num_args = 1.., value_delimiter = ',',
+          default_values_t = bench::DEFAULT_MODELS.map(String::from))]
+    pub models: Vec<String>,
+    #[arg(long, default_value_t = BenchShape::default().batch)]
+    pub batch: usize,
+    /// Window length.
+    #[arg(long, default_value_t = BenchShape::default().n)]
+    pub n: usize,
+    /// Model width.
+    #[arg(long, default_value_t = BenchShape::default().d)]
+    pub d: usize,
+    #[arg(long, default_value_t = BenchShape::default().blocks)]
+    pub blocks: usize,
+    #[arg(long, default_value_t = BenchShape::default().heads)]
+    pub heads: usize,
+    /// Catalogue size (the output layer's width).
+    #[arg(long, default_value_t = BenchShape::default().items)]
+    pub items: usize,
+    /// Untimed calls of each case first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed calls of each case.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Train(a) => run_train(*a),
         Command::Eval(a) => run_eval(a),
         Command::Data(c) => data::cli::run(c),
+        Command::Bench(a) => run_bench(a),
         Command::Info => {
             run_info();
             Ok(())
@@ -510,6 +549,36 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let plan = BenchPlan {
+        shape: BenchShape {
+            batch: a.batch,
+            n: a.n,
+            d: a.d,
+            blocks: a.blocks,
+            heads: a.heads,
+            items: a.items,
+        },
+        models: a.models,
+        warmup: a.warmup,
+        iters: a.iters,
+    };
+    plan.check()?;
+    let dev = pick_device(a.device)?;
+    on_device!(&dev, |b| {
+        let device = b.name();
+        if a.json {
+            let rows = bench::run(b, &plan, |_| {})?;
+            let v = bench::report::to_json(&device, &plan, &rows);
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        } else {
+            println!("{}", bench::report::header(&device, &plan));
+            bench::run(b, &plan, |m| println!("{}", bench::report::row(m)))?;
+        }
+        Ok(())
+    })
 }
 
 fn run_info() {
