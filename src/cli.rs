@@ -1,9 +1,10 @@
-//! The command line: `pasa train | eval | kernels | data | info`.
+//! The command line: `pasa train | eval | kernels | data | bench | info`.
 
 use crate::backend::cpu::Cpu;
-use crate::backend::cuda::{cuda_available, device_info, Cuda};
+use crate::backend::cuda::{cuda_available, device_info, Cuda, MAX_HEAD_WIDTH};
 use crate::backend::Backend;
 use crate::backend::{Activation, KernelKind};
+use crate::bench::{self, BenchPlan, BenchShape};
 use crate::checkpoint;
 use crate::config::{DataConfig, TrainConfig};
 use crate::data::{self, cli::DataCommand, synthetic, Format, LoadOptions, Sequences};
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::eval::Protocol;
 use crate::heatmap;
 use crate::kernel_export;
-use crate::models::{LossKind, Model, Reading, Scores, PRESETS};
+use crate::models::{LossKind, Model, ModelConfig, Reading, Scores, PRESETS};
 use crate::score::{evaluate, Holdout};
 use crate::train::{self, RunDir};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -40,6 +41,8 @@ pub enum Command {
     /// Convert datasets and print their statistics.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Time the fused attention op and whole training steps on one device.
+    Bench(BenchArgs),
     /// Print the build, the devices and the kernels present.
     Info,
 }
@@ -194,12 +197,48 @@ pub struct KernelsArgs {
     pub scale: Option<u32>,
 }
 
+/// Defaults: the ml-1m training shape, sasrec and pasa.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Models to time (repeat the flag or separate by commas).
+    #[arg(long = "model", value_name = "NAME", num_args = 1.., value_delimiter = ',',
+          default_values_t = bench::DEFAULT_MODELS.map(String::from))]
+    pub models: Vec<String>,
+    #[arg(long, default_value_t = BenchShape::default().batch)]
+    pub batch: usize,
+    /// Window length.
+    #[arg(long, default_value_t = BenchShape::default().n)]
+    pub n: usize,
+    /// Model width.
+    #[arg(long, default_value_t = BenchShape::default().d)]
+    pub d: usize,
+    #[arg(long, default_value_t = BenchShape::default().blocks)]
+    pub blocks: usize,
+    #[arg(long, default_value_t = BenchShape::default().heads)]
+    pub heads: usize,
+    /// Catalogue size (the output layer's width).
+    #[arg(long, default_value_t = BenchShape::default().items)]
+    pub items: usize,
+    /// Untimed calls of each case first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed calls of each case.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Train(a) => run_train(*a),
         Command::Eval(a) => run_eval(a),
         Command::Kernels(a) => run_kernels(a),
         Command::Data(c) => data::cli::run(c),
+        Command::Bench(a) => run_bench(a),
         Command::Info => {
             run_info();
             Ok(())
@@ -211,6 +250,26 @@ pub fn run(cli: Cli) -> Result<()> {
 pub enum Device {
     Cpu(Cpu<f32>),
     Cuda(Box<Cuda>),
+}
+
+impl Device {
+    /// Limits of the device's kernels, checked before any work: the CUDA attention kernels
+    /// take heads up to MAX_HEAD_WIDTH wide.
+    pub fn check_model(&self, m: &ModelConfig) -> Result<()> {
+        if matches!(self, Device::Cuda(_)) && m.dh() > MAX_HEAD_WIDTH {
+            return Err(Error::arg(
+                "--d/--heads",
+                format!(
+                    "heads of width {} (d {} / {} heads) are past the CUDA attention kernels' \
+                     {MAX_HEAD_WIDTH}: use more --heads or --device cpu",
+                    m.dh(),
+                    m.d,
+                    m.heads
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `cuda` must work or it is an error; `auto` takes the GPU when there is one and the build
@@ -447,6 +506,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         seqs.num_interactions(),
         run.0.display()
     );
+    dev.check_model(&cfg.model)?;
     let out = on_device!(&dev, |b| train::train(b, &cfg, &seqs, &run, resume))?;
     let mut secs = out.epoch_secs.clone();
     secs.sort_by(f64::total_cmp);
@@ -553,6 +613,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         )));
     }
     train::check_window(cfg.model.n, &seqs)?;
+    dev.check_model(&cfg.model)?;
     let split = data::split::Split::new(&seqs)?;
     let seed = train::eval_seed(cfg.seed);
     let ms = on_device!(&dev, |b| {
@@ -631,6 +692,39 @@ fn run_kernels(a: KernelsArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let plan = BenchPlan {
+        shape: BenchShape {
+            batch: a.batch,
+            n: a.n,
+            d: a.d,
+            blocks: a.blocks,
+            heads: a.heads,
+            items: a.items,
+        },
+        models: a.models,
+        warmup: a.warmup,
+        iters: a.iters,
+    };
+    plan.check()?;
+    let dev = pick_device(a.device)?;
+    for m in &plan.models {
+        dev.check_model(&plan.shape.model(m)?)?;
+    }
+    on_device!(&dev, |b| {
+        let device = b.name();
+        if a.json {
+            let rows = bench::run(b, &plan, |_| {})?;
+            let v = bench::report::to_json(&device, &plan, &rows);
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        } else {
+            println!("{}", bench::report::header(&device, &plan));
+            bench::run(b, &plan, |m| println!("{}", bench::report::row(m)))?;
+        }
+        Ok(())
+    })
 }
 
 fn run_info() {

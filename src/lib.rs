@@ -2,6 +2,7 @@
 //! kernel in position space. See DESIGN.md for the maths, layout and contracts.
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -162,6 +162,27 @@ impl ModelConfig {
         self.d / self.heads
     }
 
+    /// The fused attention call of every block for a batch of `batch` windows (the `mix`
+    /// reading applies L before it, so the call itself then has no L).
+    pub fn attn_shape(&self, batch: usize, dropout: f32, seed: u64) -> AttnShape {
+        AttnShape {
+            batch,
+            n: self.n,
+            heads: self.heads,
+            dh: self.dh(),
+            score: self.score_source(),
+            u: self.u,
+            u_heads: self.kernel_heads(),
+            l: match self.reading {
+                Reading::Weight => self.l,
+                Reading::Mix => KernelKind::None,
+            },
+            l_heads: self.kernel_heads(),
+            dropout,
+            seed,
+        }
+    }
+
     fn score_source(&self) -> ScoreSource {
         match self.scores {
             Scores::Content | Scores::Rope => ScoreSource::Content,
@@ -454,19 +475,8 @@ impl Model {
                     v = tape.mix(ms, lk, v, start);
                 }
             }
-            let s = AttnShape {
-                batch: bsz,
-                n,
-                heads: c.heads,
-                dh: c.dh(),
-                score: c.score_source(),
-                u: c.u,
-                u_heads: c.kernel_heads(),
-                l: if l.is_some() { c.l } else { KernelKind::None },
-                l_heads: c.kernel_heads(),
-                dropout: drop,
-                seed: next_seed(),
-            };
+            let s = c.attn_shape(bsz, drop, next_seed());
+            debug_assert_eq!(s.l != KernelKind::None, l.is_some());
             let inp = AttnIds {
                 q,
                 k,

@@ -493,3 +493,77 @@ fn kernels_export_csv_and_png() {
     let o = pasa(&["kernels", run.to_str().unwrap(), "--scale", "0"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `pasa bench` at a shape that runs in milliseconds; tests add `--iters`.
+const TINY_BENCH: &[&str] = &[
+    "bench", "--device", "cpu", "--batch", "2", "--n", "8", "--d", "8", "--warmup", "1",
+];
+
+#[test]
+fn bench_json_has_every_case_with_positive_medians() {
+    let mut args = TINY_BENCH.to_vec();
+    args.extend(["--iters", "2", "--json"]);
+    let o = pasa(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "bench failed:\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is one JSON document");
+    assert!(v["device"].as_str().unwrap().starts_with("cpu"), "{v}");
+    assert_eq!(
+        (v["shape"]["n"].as_u64(), v["iters"].as_u64()),
+        (Some(8), Some(2))
+    );
+    let rows = v["results"].as_array().expect("results");
+    let cases: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap(), r["case"].as_str().unwrap()))
+        .collect();
+    let want: Vec<(&str, &str)> = ["sasrec", "pasa"]
+        .into_iter()
+        .flat_map(|m| ["attention_fwd", "attention_bwd", "train_step"].map(|c| (m, c)))
+        .collect();
+    assert_eq!(cases, want);
+    for r in rows {
+        for k in ["median_ms", "min_ms", "max_ms"] {
+            let x = r[k].as_f64().unwrap_or(f64::NAN);
+            assert!(x.is_finite() && x > 0.0, "{k} of {r}");
+        }
+        let rate = if r["case"] == "train_step" {
+            "tokens_per_s"
+        } else {
+            "gflop_per_s"
+        };
+        assert!(r[rate].as_f64().is_some_and(|x| x > 0.0), "{rate} of {r}");
+    }
+}
+
+#[test]
+fn bench_table_starts_with_device_and_shape() {
+    let mut args = TINY_BENCH.to_vec();
+    args.extend(["--model", "parec", "--iters", "1"]);
+    let o = pasa(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "bench failed:\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("device: cpu"), "{out}");
+    assert!(lines[1].starts_with("shape: batch 2, n 8, d 8"), "{out}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("parec ")).count(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_bench_flags_are_named() {
+    let bad = |extra: &[&str], needles: &[&str]| {
+        let mut args = vec!["bench", "--device", "cpu"];
+        args.extend_from_slice(extra);
+        assert_error(&pasa(&args), needles);
+    };
+    bad(&["--heads", "3"], &["--heads", "--d"]);
+    bad(&["--iters", "0"], &["--iters"]);
+    bad(&["--batch", "0"], &["--batch"]);
+    bad(&["--batch", "70000"], &["--batch", "65535"]);
+    bad(&["--items", "0"], &["--items"]);
+    bad(&["--model", "bert"], &["--model", "bert"]);
+}

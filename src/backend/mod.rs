@@ -284,6 +284,11 @@ pub trait Backend {
 
     fn name(&self) -> String;
 
+    /// Block until every op queued so far has finished. Ops may be asynchronous (the GPU's
+    /// are), so wall-clock timings must bracket the work with this. A no-op where every op
+    /// completes before it returns (the CPU).
+    fn synchronize(&self) {}
+
     // --- memory ---
     fn zeros(&self, len: usize) -> Self::Buf;
     fn upload(&self, data: &[f32]) -> Self::Buf;

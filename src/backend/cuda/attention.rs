@@ -2,7 +2,7 @@
 //! reading) and the `mix` reading's value mixing, with their kernel-gradient workspaces.
 
 use super::launch::{blocks, int, Arg, NULL};
-use super::Cuda;
+use super::{Cuda, MAX_HEAD_WIDTH};
 use crate::backend::{
     AttnGrads, AttnInputs, AttnShape, KernelKind, MixShape, ScoreSource, View, ViewMut,
 };
@@ -40,8 +40,8 @@ impl Bucket {
             33..=64 => (64, "attn_fwd_d64", "attn_bwd_d64", 32, 32),
             65..=128 => (128, "attn_fwd_d128", "attn_bwd_d128", 16, 16),
             _ => panic!(
-                "cuda: the attention kernels support a head width dh ≤ 128 (got {dh}); use \
-                 more heads or --device cpu"
+                "cuda: the attention kernels support a head width dh ≤ {MAX_HEAD_WIDTH} (got \
+                 {dh}); use more heads or --device cpu"
             ),
         };
         Bucket {
@@ -388,8 +388,8 @@ impl Cuda {
         if s.l != KernelKind::None {
             assert_eq!(l.len, s.l_heads * s.l.len(s.n), "l length");
             assert!(
-                s.dh <= 128,
-                "cuda: the mix kernels support dh ≤ 128 (got {})",
+                s.dh <= MAX_HEAD_WIDTH,
+                "cuda: the mix kernels support dh ≤ {MAX_HEAD_WIDTH} (got {})",
                 s.dh
             );
         }

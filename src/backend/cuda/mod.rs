@@ -32,6 +32,9 @@ use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The widest attention head (dh) the attention and mix kernels take.
+pub const MAX_HEAD_WIDTH: usize = 128;
+
 /// The message of a build without kernels.
 const NO_KERNELS: &str = "this build has no CUDA kernels: nvcc was not found at build time; \
      rebuild with NVCC=/path/to/nvcc (e.g. `export NVCC=$(.ci/install-nvcc | tail -1)`) or use \
@@ -286,13 +289,6 @@ impl Cuda {
             .unwrap_or_else(|| panic!("cuda: kernel {name} is not among the loaded entry points"))
     }
 
-    /// Wait for every queued op (for timing and error checks).
-    pub fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(driver_err("synchronising the stream failed"))
-    }
-
     /// A zeroed device buffer.
     fn alloc(&self, len: usize) -> CudaSlice<f32> {
         self.alloc_any(len)
@@ -362,6 +358,12 @@ impl Backend for Cuda {
 
     fn name(&self) -> String {
         format!("cuda:{} ({})", self.ordinal, self.device_name)
+    }
+    fn synchronize(&self) {
+        // A kernel fault surfaces at the next sync point: this one, when timing.
+        self.stream.synchronize().unwrap_or_else(|e| {
+            panic!("cuda: synchronising the stream failed (a queued op faulted): {e}")
+        });
     }
 
     fn zeros(&self, len: usize) -> CudaSlice<f32> {
