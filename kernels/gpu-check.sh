@@ -6,7 +6,7 @@
 #                                and copies them, stripped of debug info, with this script and
 #                                ../shared/datasets/ml-1m.txt (when present) into
 #                                target/gpu-check/ (about 40 MB)
-#   target/gpu-check/gpu-check.sh run [check|train|all]
+#   target/gpu-check/gpu-check.sh run [check|train|bench|all]
 #                                on the GPU machine (each part fits one 10-minute device call):
 #     check  `pasa info`, the CUDA unit tests, CPU/GPU parity (including the ignored n = 2048
 #            case), then compute-sanitizer memcheck, racecheck, initcheck and synccheck on the
@@ -15,8 +15,10 @@
 #     train  `pasa train --device cuda` of sasrec and pasa on ml-1m at issue 4's settings (n 200,
 #            d 64, 2 blocks, 1 head, batch 128, dropout 0.2, full CE, 200 epochs, no early
 #            stopping), with the test NDCG@10 / HR@10 and the median epoch time in the table;
-#     all    both (the default).
-#   PASA_EPOCHS and PASA_DEVICE override the training's 200 epochs and cuda (for a dry run).
+#     bench  `pasa bench --device cuda` at the ml-1m shape (every model) and at n 1024, dh 64;
+#     all    all three (the default).
+#   PASA_EPOCHS and PASA_DEVICE override the training's 200 epochs and the device cuda (for a
+#   dry run on the CPU).
 #   Logs: one per step in logs/ next to the script, and (the device tool brings back at most 8
 #   files) all of them in $OUT/gpu-check.log plus $OUT/metrics.<model>.jsonl when $OUT is set.
 #   Prints a table at the end; exit status non-zero when a step failed.
@@ -54,8 +56,8 @@ for line in sys.stdin:
 fi
 
 part="${2:-all}"
-if [ "$mode" != run ] || ! [[ "$part" =~ ^(check|train|all)$ ]]; then
-  echo "usage: kernels/gpu-check.sh build | target/gpu-check/gpu-check.sh run [check|train|all]" >&2
+if [ "$mode" != run ] || ! [[ "$part" =~ ^(check|train|bench|all)$ ]]; then
+  echo "usage: kernels/gpu-check.sh build | target/gpu-check/gpu-check.sh run [check|train|bench|all]" >&2
   exit 2
 fi
 
@@ -125,10 +127,18 @@ train() {
   done
 }
 
+# `pasa bench` at the ml-1m training shape and at a long-window shape; the tables are printed
+# after the summary.
+bench() {
+  step bench-ml1m ./pasa bench --device "${PASA_DEVICE:-cuda}" --model sasrec,pasa,parec,fparec,rope
+  step bench-n1024 ./pasa bench --device "${PASA_DEVICE:-cuda}" --model sasrec,pasa --batch 16 --n 1024 --d 128 --heads 2
+}
+
 case "$part" in
   check) check ;;
   train) train ;;
-  all) check; train ;;
+  bench) bench ;;
+  all) check; train; bench ;;
 esac
 
 if [ -n "${OUT:-}" ]; then
@@ -139,4 +149,5 @@ fi
 echo
 echo "GPU check summary"
 printf '%s\n' "${rows[@]}"
+for f in "$logs"/log.bench-*; do [ -f "$f" ] && { echo; cat "$f"; }; done
 for r in "${rows[@]}"; do case "$r" in FAIL*) exit 1 ;; esac; done
