@@ -9,7 +9,6 @@
 // grid = min(ceil(count / 256), 4·132·8)); no dynamic shared memory anywhere in this file.
 //
 // fill_f32      flat   (float* x, float value, size_t count)
-// add_f32       flat   (float* out, const float* a, const float* b, size_t count)  out = a + b
 // axpy_f32      flat   (float* y, const float* x, float alpha, size_t count)       y += alpha·x
 // scale_f32     flat   (float* y, const float* x, float alpha, size_t count)       y = alpha·x
 // bias_add      flat   (float* y, const float* bias, int rows, int cols)           y[r,c] += b[c]
@@ -23,8 +22,8 @@
 // gelu_fwd      flat   (const float* x, float* y, size_t count)   tanh approximation
 // gelu_bwd      flat   (const float* x, const float* dy, float* dx, size_t count)
 // dropout_fwd   flat   (const float* x, float* y, size_t count, float p, unsigned long long seed)
-// dropout_bwd   flat   (const float* dy, float* dx, size_t count, float p, unsigned long long seed)
-//               element e kept iff keep(seed, e, p); kept values × 1/(1−p); the same mask in both
+//               element e kept iff keep(seed, e, p); kept values × 1/(1−p). Its own backward:
+//               the same launch on dy with the same seed applies the same mask
 // row_mask      grid (B·n), block 256   (float* x, const unsigned* start, int n, int cols)
 //               x: [B·n, cols]; zeroes rows r = b·n + i with i < start[b]
 // layernorm_fwd grid (ceil(rows / 8)), block 256 (warp per row)
@@ -58,10 +57,6 @@ using namespace pasa;
 // ─── basic arithmetic ───────────────────────────────────────────────────────────────────────
 extern "C" __global__ void fill_f32(float* x, float value, size_t count) {
     GRID_STRIDE(e, count) x[e] = value;
-}
-
-extern "C" __global__ void add_f32(float* out, const float* a, const float* b, size_t count) {
-    GRID_STRIDE(e, count) out[e] = a[e] + b[e];
 }
 
 extern "C" __global__ void axpy_f32(float* y, const float* x, float alpha, size_t count) {
@@ -133,17 +128,11 @@ extern "C" __global__ void gelu_bwd(const float* x, const float* dy, float* dx, 
     }
 }
 
-// ─── dropout: the backward regenerates the mask from (seed, element index) ─────────────────
+// ─── dropout: the mask is a function of (seed, element index), so the backward reuses it ───
 extern "C" __global__ void dropout_fwd(const float* x, float* y, size_t count, float p,
                                        unsigned long long seed) {
     const float inv = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     GRID_STRIDE(e, count) y[e] = keep(seed, e, p) ? x[e] * inv : 0.0f;
-}
-
-extern "C" __global__ void dropout_bwd(const float* dy, float* dx, size_t count, float p,
-                                       unsigned long long seed) {
-    const float inv = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
-    GRID_STRIDE(e, count) dx[e] = keep(seed, e, p) ? dy[e] * inv : 0.0f;
 }
 
 // ─── padding rows: its own backward (zeroing the same rows of the gradient) ─────────────────

@@ -53,7 +53,6 @@ pub mod kernels {
             "elementwise",
             &[
                 "fill_f32",
-                "add_f32",
                 "axpy_f32",
                 "scale_f32",
                 "bias_add",
@@ -63,7 +62,6 @@ pub mod kernels {
                 "gelu_fwd",
                 "gelu_bwd",
                 "dropout_fwd",
-                "dropout_bwd",
                 "row_mask",
                 "layernorm_fwd",
                 "layernorm_bwd",
