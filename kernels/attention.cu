@@ -268,7 +268,7 @@ __device__ __forceinline__ void attn_bwd_impl(
     float* __restrict__ dk, float* __restrict__ dv, float* __restrict__ ws_du,
     float* __restrict__ ws_dl, float* __restrict__ ws_dpos, const AttnArgs a, const int G) {
     constexpr int BK = WARPS * R, BQ = 32, T = DH / 32, LD = BQ + 1;
-    extern __shared__ float smem[];
+    PASA_DYNAMIC_SMEM(float, smem);
     float* k_s = smem;               // [BK][DH]
     float* v_s = k_s + BK * DH;      // [BK][DH]
     float* qT = v_s + BK * DH;       // [DH][LD]

@@ -123,6 +123,12 @@ __device__ __forceinline__ uint64_t attn_dropout_index(int b, int h, int i, int 
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (count);            \
          i += (size_t)gridDim.x * blockDim.x)
 
+// The dynamic shared memory of a launch, as an array of `type` named `name`. A macro so that the
+// CPU emulation (kernels/emu) can give every block its own poisoned buffer.
+#ifndef PASA_DYNAMIC_SMEM
+#define PASA_DYNAMIC_SMEM(type, name) extern __shared__ type name[]
+#endif
+
 // ceil(a / b) for positive ints.
 __host__ __device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
