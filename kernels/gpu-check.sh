@@ -8,8 +8,8 @@
 #                                target/gpu-check/ (about 40 MB)
 #   target/gpu-check/gpu-check.sh run [check|train|bench|all]
 #                                on the GPU machine (each part fits one 10-minute device call):
-#     check  `pasa info`, the CUDA unit tests, CPU/GPU parity (including the ignored n = 2048
-#            case), then compute-sanitizer memcheck, racecheck, initcheck and synccheck on the
+#     check  `pasa info`, the CUDA unit tests, CPU/GPU parity (n up to 2048), then
+#            compute-sanitizer memcheck, racecheck, initcheck and synccheck on the
 #            attention and mix parity tests, with PASA_CUDA_SYNC=1 so that a fault names its
 #            kernel;
 #     train  `pasa train --device cuda` of sasrec and pasa on ml-1m at issue 4's settings (n 200,
@@ -92,7 +92,6 @@ check() {
   step gpu-usable probe
   step unit ./unit --test-threads=1 backend::cuda
   step parity ./parity --test-threads=1
-  step parity-n2048 ./parity --test-threads=1 --ignored attention_n2048
   # The sanitizer runs every launch of the attention and mix tests (slow: tens of minutes for
   # the whole grid of shapes); PASA_SANITIZE_FILTER narrows it, e.g. to head_width_128.
   filter="${PASA_SANITIZE_FILTER:-attention_head_width_128_bucket}"

@@ -881,8 +881,9 @@ fn attention_head_width_128_bucket() {
     }
 }
 
+/// The longest window the issue asks for, one batch of 2 heads (about a minute on the CPU
+/// emulation, most of it the CPU reference).
 #[test]
-#[ignore = "n = 2048: long on the CPU reference; run on the GPU machine"]
 fn attention_n2048() {
     let Some(g) = gpu() else { return };
     for score in SCORES {

@@ -5,7 +5,7 @@
 # found. The build must have its kernels (PTX), so nvcc is required: NVCC, else the .venv one
 # of .ci/install-nvcc.
 #
-#   kernels/emu/test.sh                      every parity test (about 3 minutes on 2 cores)
+#   kernels/emu/test.sh                      every parity test (about 4 minutes on 2 cores)
 #   kernels/emu/test.sh attention_head       the tests whose name contains a filter
 set -euo pipefail
 cd "$(dirname "$0")/../.."
