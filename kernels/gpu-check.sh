@@ -18,7 +18,8 @@
 #     bench  `pasa bench --device cuda` at the ml-1m shape (every model) and at n 1024, dh 64;
 #     all    all three (the default).
 #   PASA_EPOCHS and PASA_DEVICE override the training's 200 epochs and the device cuda (for a
-#   dry run on the CPU).
+#   dry run on the CPU); PASA_MODELS="pasa" trains one model (one per device call when both do
+#   not fit in one).
 #   Logs: one per step in logs/ next to the script, and (the device tool brings back at most 8
 #   files) all of them in $OUT/gpu-check.log plus $OUT/metrics.<model>.jsonl when $OUT is set.
 #   Prints a table at the end; exit status non-zero when a step failed.
@@ -125,7 +126,7 @@ PY
 }
 train() {
   if [ ! -f ml-1m.txt ]; then rows+=("skip  ml-1m.txt was not packed"); return; fi
-  for model in sasrec pasa; do
+  for model in ${PASA_MODELS:-sasrec pasa}; do
     step "train-$model" train_one "$model"
     rows+=("      $model: $(summary_of "$model")")
   done
