@@ -1093,7 +1093,7 @@ fn pasa_bin() -> std::path::PathBuf {
 }
 
 /// `pasa train` on the synthetic data for 2 epochs on `device`; its epoch metrics lines.
-fn train_run(device: &str, model: &str) -> Vec<String> {
+fn train_run(device: &str, model: &str) -> Vec<serde_json::Value> {
     let out = std::env::temp_dir().join(format!(
         "pasa-parity-{}-{model}-{device}",
         std::process::id()
@@ -1121,23 +1121,17 @@ fn train_run(device: &str, model: &str) -> Vec<String> {
     // One line per epoch (the test metrics follow on a line of their own).
     metrics
         .lines()
-        .filter(|l| l.contains("\"train_loss\""))
-        .map(str::to_string)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
+        .filter(|v| v.get("train_loss").is_some())
         .collect()
 }
 
-/// The number after `"key":` in a metrics line.
-fn metric(line: &str, key: &str) -> f64 {
-    let pat = format!("\"{key}\":");
-    let at = line
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {line}"))
-        + pat.len();
-    let rest = &line[at..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|e| panic!("{key} in {line}: {e}"))
+/// The number at `path` in a metrics line.
+fn metric(line: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(line, |v, k| &v[*k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{} missing in {line}", path.join(".")))
 }
 
 /// Two epochs of `pasa train --device cuda` against the same run on the CPU, same seed: the
@@ -1154,13 +1148,16 @@ fn training_run_on_cuda_tracks_cpu() {
         assert_eq!(g.len(), c.len(), "{model}: epochs logged");
         assert_eq!(g.len(), 2, "{model}: epochs logged");
         for (e, (gl, cl)) in g.iter().zip(&c).enumerate() {
-            let (lg, lc) = (metric(gl, "train_loss"), metric(cl, "train_loss"));
+            let (lg, lc) = (metric(gl, &["train_loss"]), metric(cl, &["train_loss"]));
             assert!(
                 (lg - lc).abs() <= 1e-3 * lc.abs(),
                 "{model} epoch {}: loss {lg} on cuda, {lc} on cpu",
                 e + 1
             );
-            let (ng, nc) = (metric(gl, "NDCG@10"), metric(cl, "NDCG@10"));
+            let (ng, nc) = (
+                metric(gl, &["valid", "NDCG@10"]),
+                metric(cl, &["valid", "NDCG@10"]),
+            );
             assert!(
                 (ng - nc).abs() <= 0.01,
                 "{model} epoch {}: valid NDCG@10 {ng} on cuda, {nc} on cpu",

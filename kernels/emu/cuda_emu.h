@@ -23,9 +23,11 @@ namespace emu {
 const emu_uint3& thread_idx();
 extern emu_uint3 block_idx, block_dim, grid_dim;
 void syncthreads();
-// Warp exchange: every lane of the warp deposits `value` and reads the value lane `src_lane`
-// deposited; a barrier over the warp's lanes.
-uint32_t shfl(unsigned mask, uint32_t value, int src_lane, int mode, int width);
+// Which lane a shuffle reads: lane `arg` of the segment, lane ^ arg, lane + arg, lane − arg.
+enum ShflMode { SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP };
+// Warp exchange: every lane of the warp deposits `value` and reads the value of the lane `mode`
+// and `arg` pick; a barrier over the warp's lanes.
+uint32_t shfl(unsigned mask, uint32_t value, int arg, int mode, int width);
 void* dynamic_smem();
 [[noreturn]] void trap(const char* what);
 
@@ -60,23 +62,23 @@ T shfl_t(unsigned mask, T v, int arg, int mode, int width) {
 
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    return emu::shfl_t(mask, v, src, 0, width);
+    return emu::shfl_t(mask, v, src, emu::SHFL_IDX, width);
 }
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-    return emu::shfl_t(mask, v, lane_mask, 1, width);
+    return emu::shfl_t(mask, v, lane_mask, emu::SHFL_XOR, width);
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, int delta, int width = 32) {
-    return emu::shfl_t(mask, v, delta, 2, width);
+    return emu::shfl_t(mask, v, delta, emu::SHFL_DOWN, width);
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, int delta, int width = 32) {
-    return emu::shfl_t(mask, v, delta, 3, width);
+    return emu::shfl_t(mask, v, delta, emu::SHFL_UP, width);
 }
 
 // A warp barrier: a shuffle whose value nobody uses.
-inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)emu::shfl(mask, 0, 0, 1, 32); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)emu::shfl(mask, 0, 0, emu::SHFL_XOR, 32); }
 
 inline float atomicAdd(float* p, float v) {
     const float old = *p;

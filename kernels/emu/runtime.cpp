@@ -89,23 +89,15 @@ struct Scheduler {
     std::vector<Fiber> fibers;  // grows to the largest block seen; the first `n` run
     size_t n = 0;
     Launch launch;
-    ~Scheduler() {
-        for (auto& f : fibers)
-            if (f.stack) munmap(f.stack, STACK_BYTES + PAGE);
-    }
 };
 
 // The one scheduler: launches are serialised (launch() holds launch_mu), so that __shared__
 // variables, which the emulation makes plain statics, are one copy per block even when several
-// OS threads (tests running in parallel) launch at once. No thread-local state: fibers read
-// these on every threadIdx, barrier and shuffle.
-Scheduler* S_ = nullptr;
+// OS threads (tests running in parallel) launch at once. No thread-local state: fibers read it
+// on every threadIdx, barrier and shuffle. Fiber stacks are mapped once and live as long as the
+// process.
+Scheduler S;
 std::mutex launch_mu;
-
-inline Scheduler& sched() {
-    if (!S_) S_ = new Scheduler;  // lives as long as the process (fiber stacks are reused)
-    return *S_;
-}
 
 const char* state_name(State s) {
     switch (s) {
@@ -118,7 +110,6 @@ const char* state_name(State s) {
 }
 
 [[noreturn]] void fail_block(const char* why) {
-    Scheduler& S = sched();
     std::fprintf(stderr, "emu: kernel %s, block (%u,%u,%u): %s\n", S.launch.kernel ? S.launch.kernel : "?",
                  block_idx.x, block_idx.y, block_idx.z, why);
     const size_t n = S.n;
@@ -131,7 +122,6 @@ const char* state_name(State s) {
 }
 
 void fiber_entry() {
-    Scheduler& S = sched();
     S.launch.invoke(S.launch.params);
     S.cur->state = State::Done;
     Fiber* self = S.cur;
@@ -162,7 +152,6 @@ void prepare(Fiber& f) {
 }
 
 void block_wait(State s) {
-    Scheduler& S = sched();
     Fiber* self = S.cur;
     self->state = s;
     emu_ctx_switch(&self->sp, S.sched_sp);
@@ -170,7 +159,6 @@ void block_wait(State s) {
 
 // Complete the shuffle of warp [lo, hi) when all its lanes wait at one; returns whether it did.
 bool resolve_shuffle(size_t lo, size_t hi) {
-    Scheduler& S = sched();
     bool any = false;
     for (size_t t = lo; t < hi; ++t) {
         if (S.fibers[t].state == State::AtShfl) any = true;
@@ -199,10 +187,10 @@ bool resolve_shuffle(size_t lo, size_t hi) {
         const int seg = lane & ~(w - 1);
         int src = lane;
         switch (f.mode) {
-            case 0: src = seg + (f.arg & (w - 1)); break;
-            case 1: src = lane ^ f.arg; if (src < seg || src >= seg + w) src = lane; break;
-            case 2: src = lane + f.arg; if (src >= seg + w) src = lane; break;
-            case 3: src = lane - f.arg; if (src < seg) src = lane; break;
+            case SHFL_IDX: src = seg + (f.arg & (w - 1)); break;
+            case SHFL_XOR: src = lane ^ f.arg; if (src < seg || src >= seg + w) src = lane; break;
+            case SHFL_DOWN: src = lane + f.arg; if (src >= seg + w) src = lane; break;
+            case SHFL_UP: src = lane - f.arg; if (src < seg) src = lane; break;
         }
         if (src >= lanes) fail_block("a shuffle reads a lane that does not exist in this block");
         f.result = S.fibers[lo + src].value;
@@ -218,7 +206,6 @@ bool resolve_shuffle(size_t lo, size_t hi) {
 // first to last and lanes in order, odd blocks the reverse, so a barrier missing in either
 // direction shows.
 void run_block(size_t nthreads, bool reverse) {
-    Scheduler& S = sched();
     Fiber* fibers = S.fibers.data();
     for (size_t t = 0; t < nthreads; ++t) prepare(fibers[t]);
     const size_t warps = (nthreads + 31) / 32;
@@ -250,8 +237,7 @@ void run_block(size_t nthreads, bool reverse) {
 
 // Memory faults inside a kernel name the kernel, block and thread before the process dies.
 void on_fault(int sig, siginfo_t* info, void*) {
-    if (S_ && S_->launch.kernel && S_->cur) {
-        const Scheduler& S = *S_;
+    if (S.launch.kernel && S.cur) {
         char buf[256];
         const int len = std::snprintf(buf, sizeof buf,
                                       "emu: memory fault (signal %d) at address %p in kernel %s, block "
@@ -289,12 +275,11 @@ std::map<std::string, KernelInfo>& registry() {
 
 emu_uint3 block_idx, block_dim, grid_dim;
 
-const emu_uint3& thread_idx() { return S_->cur->tid; }
+const emu_uint3& thread_idx() { return S.cur->tid; }
 
 void syncthreads() { block_wait(State::AtSync); }
 
 uint32_t shfl(unsigned mask, uint32_t value, int arg, int mode, int width) {
-    Scheduler& S = sched();
     Fiber* f = S.cur;
     f->mask = mask;
     f->value = value;
@@ -306,13 +291,12 @@ uint32_t shfl(unsigned mask, uint32_t value, int arg, int mode, int width) {
 }
 
 void* dynamic_smem() {
-    Scheduler& S = sched();
     if (S.launch.smem_bytes == 0) trap("the kernel uses dynamic shared memory but was launched with 0 bytes");
     return S.launch.smem;
 }
 
 void trap(const char* what) {
-    const char* kernel = S_ && S_->launch.kernel ? S_->launch.kernel : "none";
+    const char* kernel = S.launch.kernel ? S.launch.kernel : "none";
     std::fprintf(stderr, "emu: %s (kernel %s)\n", what, kernel);
     std::abort();
 }
@@ -330,7 +314,6 @@ const char* find_kernel(const char* name, Invoke* invoke, int* params) {
 void launch(const char* kernel, Invoke invoke, emu_uint3 grid, emu_uint3 block, size_t smem_bytes, void** params) {
     install_fault_handler();
     std::lock_guard<std::mutex> serial(launch_mu);
-    Scheduler& S = sched();
     const size_t nthreads = (size_t)block.x * block.y * block.z;
     if (nthreads == 0 || nthreads > 1024) trap("a block of 0 or more than 1024 threads");
     if (S.fibers.size() < nthreads) S.fibers.resize(nthreads);
