@@ -112,12 +112,13 @@ train_one() {  # train_one MODEL
     --heads 1 --batch 128 --dropout 0.2 --loss ce --epochs "${PASA_EPOCHS:-200}" --patience 0 \
     --out "runs/$1" || return
   cp "runs/$1/metrics.jsonl" "$logs/metrics.$1.jsonl"
+  cp "runs/$1/times.jsonl" "$logs/times.$1.jsonl"
 }
 summary_of() {  # summary_of MODEL: test NDCG@10, HR@10 and the median epoch time
-  python3 - "$logs/metrics.$1.jsonl" <<'PY' 2>/dev/null || echo "(no metrics)"
+  python3 - "$logs/metrics.$1.jsonl" "$logs/times.$1.jsonl" <<'PY' 2>/dev/null || echo "(no metrics)"
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
-secs = [l["epoch_secs"] for l in lines if "epoch_secs" in l]
+secs = [json.loads(l)["train_secs"] for l in open(sys.argv[2])]
 test = lines[-1]["test"]
 print(f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f} "
       f"(best valid epoch {lines[-1]['epoch']}), median epoch {statistics.median(secs):.2f}s "
@@ -148,7 +149,7 @@ esac
 
 if [ -n "${OUT:-}" ]; then
   for f in "$logs"/*; do echo "=== $(basename "$f")"; tail -n 3000 "$f"; done > "$OUT/gpu-check.log"
-  cp "$logs"/metrics.*.jsonl "$OUT/" 2>/dev/null
+  cp "$logs"/metrics.*.jsonl "$logs"/times.*.jsonl "$OUT/" 2>/dev/null
 fi
 
 echo

@@ -1,34 +1,42 @@
-//! Checkpoints: a safetensors file of f32 tensors plus a JSON sidecar (configuration, epoch).
+//! Checkpoints: one safetensors file per checkpoint, written and read with the `safetensors`
+//! crate, so Python's `safetensors` library reads it too.
 //!
-//! `run/best.safetensors` holds the weights in the safetensors layout, so Python's
-//! `safetensors` library reads it; `run/best.json` holds the caller's metadata.
+//! Everything a checkpoint is, is in that one file: the f32 tensors, and in the safetensors
+//! `__metadata__` (string → string):
+//! - `pasa`: a JSON object, the caller's metadata (configuration, epoch, optimiser and RNG
+//!   state, …) plus `save_id`, unique per save;
+//! - `pasa_crc32`: a CRC-32 (hex, the polynomial of Python's `zlib.crc32`) of the `pasa`
+//!   string's bytes followed by, for each tensor in file order (by name), its name, a zero
+//!   byte, its shape as little-endian u64s and its data; verified on load, so flipped bytes in
+//!   the weights, the names, the shapes or the metadata are reported as damage instead of
+//!   being trained on;
+//! - `format`: `pt`, the convention of the safetensors writers.
 //!
-//! Crash safety: each file is written to a temporary file in the same directory, flushed,
-//! fsync'd and renamed over its target, so neither file is ever half-written. The two renames
-//! are not one atomic step, so the weights go first and the sidecar second: the sidecar's
-//! rename is the commit point. Each save stamps a fresh save id into both files (the
-//! safetensors `__metadata__` key `pasa_save_id` and the sidecar key `safetensors_save_id`).
-//! A crash between the two renames leaves new weights beside a missing or older sidecar, and
-//! [`load`] reports that (missing sidecar, or save ids that differ) instead of pairing the
-//! weights with the wrong epoch and configuration. Files written by others carry no save id
-//! and are accepted as they are.
+//! Crash safety: a save writes a temporary file in the same directory, syncs it and renames it
+//! over its target: the rename is the commit, and the file is whole or absent. Stray temporary
+//! files of a killed save ([`is_temp`]) are removed by whoever resumes the run.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{json, Map, Value};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-/// The key of the save id in the safetensors `__metadata__`.
-const ST_SAVE_ID: &str = "pasa_save_id";
-/// The key of the save id in the JSON sidecar (removed from the metadata [`load`] returns).
-const SIDECAR_SAVE_ID: &str = "safetensors_save_id";
+/// The `__metadata__` key of the caller's JSON metadata.
+const META_KEY: &str = "pasa";
+/// The `__metadata__` key of the checksum.
+const CRC_KEY: &str = "pasa_crc32";
+/// The key of the save id inside the JSON metadata.
+pub const SAVE_ID: &str = "save_id";
 /// File name looked up when [`load`] is given a directory.
 pub const BEST: &str = "best.safetensors";
+/// The marker of a temporary file written by [`write_atomic`]: `.<name>.tmp-<pid>-<n>`.
+const TEMP_MARK: &str = ".tmp-";
 
 /// One tensor read back from a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,40 +46,21 @@ pub struct NamedTensor {
     pub data: Vec<f32>,
 }
 
-/// The sidecar path for a safetensors path: same name, `.json` extension.
-pub fn sidecar_path(path: &Path) -> PathBuf {
-    path.with_extension("json")
-}
-
-/// Writes `tensors` (name, shape, row-major data; stored in this order) to `path` in the
-/// safetensors layout, then `meta` (a JSON object) to the sidecar, each atomically.
-pub fn save(path: &Path, tensors: &[(&str, &[usize], &[f32])], meta: &Value) -> Result<()> {
-    let Value::Object(meta_obj) = meta else {
+/// Writes `tensors` (name, shape, row-major data) and `meta` (a JSON object) to `path` as one
+/// safetensors file, atomically. Returns the save id stamped into the metadata.
+pub fn save(path: &Path, tensors: &[(&str, &[usize], &[f32])], meta: &Value) -> Result<String> {
+    let Value::Object(meta) = meta else {
         return Err(Error::in_file(
             path,
             "checkpoint metadata must be a JSON object",
         ));
     };
-    let save_id = new_save_id();
-
-    let mut header = Map::new();
-    header.insert(
-        "__metadata__".into(),
-        json!({"format": "pt", ST_SAVE_ID: save_id}),
-    );
-    let mut seen = HashSet::new();
-    let mut offset = 0usize;
+    let mut bytes_of = Vec::with_capacity(tensors.len());
     for &(name, shape, data) in tensors {
         if name.is_empty() || name == "__metadata__" {
             return Err(Error::in_file(
                 path,
                 format!("invalid tensor name {name:?}"),
-            ));
-        }
-        if !seen.insert(name) {
-            return Err(Error::in_file(
-                path,
-                format!("duplicate tensor name {name:?}"),
             ));
         }
         let elems: usize = shape.iter().product();
@@ -84,44 +73,64 @@ pub fn save(path: &Path, tensors: &[(&str, &[usize], &[f32])], meta: &Value) -> 
                 ),
             ));
         }
-        let end = offset + 4 * data.len();
-        header.insert(
-            name.into(),
-            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
+        bytes_of.push(le_bytes(data));
     }
-    let mut header = serde_json::to_vec(&Value::Object(header))
-        .map_err(|e| Error::in_file(path, format!("cannot encode header: {e}")))?;
-    // Pad with spaces so the data starts 8-byte aligned (the safetensors convention).
-    header.resize(header.len().div_ceil(8) * 8, b' ');
-
-    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
-    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&header);
-    for &(_, _, data) in tensors {
-        if cfg!(target_endian = "little") {
-            bytes.extend_from_slice(bytemuck::cast_slice(data));
-        } else {
-            for x in data {
-                bytes.extend_from_slice(&x.to_le_bytes());
-            }
+    let mut views = HashMap::with_capacity(tensors.len());
+    for (&(name, shape, _), bytes) in tensors.iter().zip(&bytes_of) {
+        let view = TensorView::new(Dtype::F32, shape.to_vec(), bytes)
+            .map_err(|e| Error::in_file(path, format!("tensor {name:?}: {e}")))?;
+        if views.insert(name, view).is_some() {
+            return Err(Error::in_file(
+                path,
+                format!("duplicate tensor name {name:?}"),
+            ));
         }
     }
-    write_atomic(path, &bytes)?;
 
-    let mut sidecar = meta_obj.clone();
-    sidecar.insert(SIDECAR_SAVE_ID.into(), Value::String(save_id));
-    let side_path = sidecar_path(path);
-    let mut text = serde_json::to_vec_pretty(&Value::Object(sidecar))
-        .map_err(|e| Error::in_file(&side_path, format!("cannot encode metadata: {e}")))?;
-    text.push(b'\n');
-    write_atomic(&side_path, &text)
+    let save_id = new_save_id();
+    let mut meta = meta.clone();
+    meta.insert(SAVE_ID.into(), Value::String(save_id.clone()));
+    let meta_text = Value::Object(meta).to_string();
+    // The writer orders tensors by name; the checksum covers the data in that file order.
+    let mut sorted: Vec<(&str, &TensorView)> = views.iter().map(|(n, v)| (*n, v)).collect();
+    sorted.sort_unstable_by_key(|(name, _)| *name);
+    let crc = checksum(&meta_text, &sorted);
+    let header = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (META_KEY.to_string(), meta_text),
+        (CRC_KEY.to_string(), crc),
+    ]);
+    let bytes = safetensors::serialize(views, Some(header))
+        .map_err(|e| Error::in_file(path, format!("cannot encode the checkpoint: {e}")))?;
+    write_atomic(path, &bytes)?;
+    Ok(save_id)
 }
 
-/// Reads a checkpoint written by [`save`] (or any F32 safetensors file with a JSON sidecar).
-/// `path` is the `.safetensors` file or a directory holding `best.safetensors`. Tensors come
-/// back in file order; the metadata is the sidecar minus the save id.
+/// The checksum of a checkpoint (module docs): metadata text, then each tensor's name, shape
+/// and data, in the order given (the file's).
+fn checksum(meta_text: &str, tensors: &[(&str, &TensorView)]) -> String {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(meta_text.as_bytes());
+    for (name, view) in tensors {
+        crc.update(name.as_bytes());
+        crc.update(&[0]);
+        for &d in view.shape() {
+            crc.update(&(d as u64).to_le_bytes());
+        }
+        crc.update(view.data());
+    }
+    format!("{:08x}", crc.finalize())
+}
+
+/// The little-endian bytes of `data` (the safetensors byte order).
+fn le_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Reads a checkpoint written by [`save`]: `path` is the `.safetensors` file or a directory
+/// holding `best.safetensors`. Tensors come back in file order (by name); the metadata is the
+/// JSON object [`save`] was given, plus its save id. Damage (a checksum that does not match, a
+/// header that does not parse) is an error naming the file.
 pub fn load(path: &Path) -> Result<(Vec<NamedTensor>, Value)> {
     let path = if path.is_dir() {
         path.join(BEST)
@@ -129,155 +138,60 @@ pub fn load(path: &Path) -> Result<(Vec<NamedTensor>, Value)> {
         path.to_path_buf()
     };
     let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let (tensors, st_meta) = parse(&bytes).map_err(|m| Error::in_file(&path, m))?;
-
-    let side_path = sidecar_path(&path);
-    let text = fs::read(&side_path).map_err(|e| {
-        Error::in_file(
-            &side_path,
-            format!("cannot read the checkpoint's JSON sidecar: {e}"),
-        )
-    })?;
-    let mut meta: Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::in_file(&side_path, format!("sidecar is not valid JSON: {e}")))?;
-    let Value::Object(obj) = &mut meta else {
-        return Err(Error::in_file(&side_path, "sidecar is not a JSON object"));
-    };
-    let side_id = obj.remove(SIDECAR_SAVE_ID);
-    let st_id = st_meta.get(ST_SAVE_ID);
-    if let (Some(a), Some(b)) = (&side_id, st_id) {
-        if a != b {
-            return Err(Error::in_file(
-                &side_path,
-                format!(
-                    "sidecar belongs to a different save than {} (a save was interrupted \
-                     between the two files); save again or restore both files",
-                    path.display()
-                ),
-            ));
-        }
-    }
-    Ok((tensors, meta))
+    parse(&bytes).map_err(|m| Error::in_file(&path, m))
 }
 
-/// Parses a whole safetensors file; errors are messages without the path.
-fn parse(bytes: &[u8]) -> std::result::Result<(Vec<NamedTensor>, Map<String, Value>), String> {
-    if bytes.len() < 8 {
-        return Err(format!(
-            "file too short for a safetensors header ({} bytes)",
-            bytes.len()
-        ));
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap());
-    let rest = (bytes.len() - 8) as u64;
-    if n > rest {
-        return Err(format!(
-            "header length {n} runs past the end of the file ({rest} bytes after the length)"
-        ));
-    }
-    let n = n as usize;
-    let header: Value = serde_json::from_slice(&bytes[8..8 + n])
-        .map_err(|e| format!("header is not valid JSON: {e}"))?;
-    let Value::Object(header) = header else {
-        return Err("header is not a JSON object".into());
-    };
-    let data = &bytes[8 + n..];
+/// Parses a whole checkpoint; errors are messages without the path.
+fn parse(bytes: &[u8]) -> std::result::Result<(Vec<NamedTensor>, Value), String> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| format!("not a readable safetensors file ({e}); the file is damaged"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let extra = header.metadata().as_ref();
+    let meta_text = extra.and_then(|m| m.get(META_KEY)).ok_or(
+        "has no pasa metadata: not a pasa checkpoint (or one from before checkpoints were \
+         one file)",
+    )?;
+    let want_crc = extra
+        .and_then(|m| m.get(CRC_KEY))
+        .ok_or("has no checksum (pasa_crc32) in its metadata: not a pasa checkpoint")?;
 
-    let mut metadata = Map::new();
-    // (begin, end, name, shape)
-    let mut entries: Vec<(usize, usize, String, Vec<usize>)> = Vec::new();
-    for (name, v) in &header {
-        if name == "__metadata__" {
-            let Value::Object(m) = v else {
-                return Err("__metadata__ is not a JSON object".into());
-            };
-            if let Some((k, _)) = m.iter().find(|(_, x)| !x.is_string()) {
-                return Err(format!("__metadata__ value for {k:?} is not a string"));
-            }
-            metadata = m.clone();
-            continue;
-        }
-        let bad = |what: &str| format!("tensor {name:?}: {what}");
-        let dtype = v.get("dtype").and_then(Value::as_str);
-        if dtype != Some("F32") {
-            return Err(bad(&format!(
-                "dtype {} is not supported (only F32)",
-                v.get("dtype").map_or("missing".into(), |d| d.to_string())
-            )));
-        }
-        let shape: Vec<usize> = v
-            .get("shape")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("missing or non-array shape"))?
-            .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("shape entries must be non-negative integers"))?;
-        let offs: Vec<usize> = v
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .filter(|a| a.len() == 2)
-            .and_then(|a| {
-                a.iter()
-                    .map(|o| o.as_u64().and_then(|o| usize::try_from(o).ok()))
-                    .collect::<Option<_>>()
-            })
-            .ok_or_else(|| bad("data_offsets must be two non-negative integers"))?;
-        let (begin, end) = (offs[0], offs[1]);
-        if begin > end || end > data.len() {
-            return Err(bad(&format!(
-                "data_offsets [{begin}, {end}] out of bounds (data section is {} bytes)",
-                data.len()
-            )));
-        }
-        let want = shape
-            .iter()
-            .try_fold(4usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| bad(&format!("shape {shape:?} overflows")))?;
-        if end - begin != want {
-            return Err(bad(&format!(
-                "shape {shape:?} needs {want} bytes but data_offsets [{begin}, {end}] span {}",
-                end - begin
-            )));
-        }
-        entries.push((begin, end, name.clone(), shape));
-    }
-
-    // Like the reference implementation, the tensors must tile the data section exactly.
-    entries.sort_by_key(|e| (e.0, e.1));
-    let mut pos = 0usize;
-    for (begin, end, name, _) in &entries {
-        if *begin < pos {
-            return Err(format!(
-                "tensor {name:?}: data_offsets [{begin}, {end}] overlap the previous tensor"
-            ));
-        }
-        if *begin > pos {
-            return Err(format!(
-                "tensor {name:?}: data_offsets [{begin}, {end}] leave a gap after byte {pos}"
-            ));
-        }
-        pos = *end;
-    }
-    if pos != data.len() {
+    let mut tensors: Vec<(&str, TensorView)> = st.iter().collect();
+    tensors.sort_by_key(|(name, _)| *name);
+    let refs: Vec<(&str, &TensorView)> = tensors.iter().map(|(n, v)| (*n, v)).collect();
+    let got_crc = checksum(meta_text, &refs);
+    if &got_crc != want_crc {
         return Err(format!(
-            "tensors cover {pos} bytes but the data section has {}",
-            data.len()
+            "checksum mismatch (stored {want_crc}, computed {got_crc}): the file is damaged; \
+             restore it from a copy, or resume from another checkpoint"
         ));
     }
 
-    let tensors = entries
+    let meta: Value = serde_json::from_str(meta_text)
+        .map_err(|e| format!("its pasa metadata is not valid JSON: {e}"))?;
+    if !meta.is_object() {
+        return Err("its pasa metadata is not a JSON object".into());
+    }
+    let tensors = tensors
         .into_iter()
-        .map(|(begin, end, name, shape)| NamedTensor {
-            name,
-            shape,
-            data: data[begin..end]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
+        .map(|(name, view)| {
+            if view.dtype() != Dtype::F32 {
+                return Err(format!(
+                    "tensor {name:?}: dtype {:?} is not supported (only F32)",
+                    view.dtype()
+                ));
+            }
+            Ok(NamedTensor {
+                name: name.to_string(),
+                shape: view.shape().to_vec(),
+                data: view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4-byte chunks")))
+                    .collect(),
+            })
         })
-        .collect();
-    Ok((tensors, metadata))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((tensors, meta))
 }
 
 /// A save id unique per save: time, process and a per-process counter, mixed.
@@ -291,19 +205,21 @@ fn new_save_id() -> String {
     format!("{:016x}", crate::rng::derive(seed, 0x5A7E))
 }
 
+/// Whether `name` is a temporary file of [`write_atomic`] (left behind by a killed save).
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`:
 /// the file is whole or absent, never half-written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(path);
     let file_name = path
         .file_name()
-        .ok_or_else(|| Error::in_file(path, "checkpoint path has no file name"))?;
+        .ok_or_else(|| Error::in_file(path, "path has no file name"))?;
     let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
+        ".{}{TEMP_MARK}{}-{}",
         file_name.to_string_lossy(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -324,16 +240,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return result;
     }
-    // Persist the rename itself; not every platform lets a directory be synced, so best effort.
-    if let Ok(d) = File::open(&dir) {
+    sync_dir(&dir);
+    Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Persists renames and removals in `dir`; not every platform lets a directory be synced, so
+/// best effort.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
+}
+
+/// Reads the JSON metadata of a checkpoint as a typed value, naming the file and the key.
+pub fn meta_field<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    meta: &Value,
+    key: &str,
+) -> Result<T> {
+    let v = meta.get(key).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(v).map_err(|e| {
+        Error::in_file(
+            path,
+            format!("its metadata has no valid '{key}' ({e}): not a checkpoint of this pasa"),
+        )
+    })
+}
+
+/// The JSON metadata as a map (for building it up key by key).
+pub fn meta_object(meta: &Value) -> Map<String, Value> {
+    meta.as_object().cloned().unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// A fresh, empty directory under the system temp dir, removed when dropped.
     struct Scratch(PathBuf);
@@ -341,12 +291,6 @@ mod tests {
     impl std::ops::Deref for Scratch {
         type Target = Path;
         fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl AsRef<Path> for Scratch {
-        fn as_ref(&self) -> &Path {
             &self.0
         }
     }
@@ -373,6 +317,8 @@ mod tests {
     fn sample() -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let big: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
         vec![
+            ("a.bias".into(), vec![2], vec![f32::INFINITY, f32::MIN]),
+            ("empty".into(), vec![0, 5], vec![]),
             ("item_emb.weight".into(), vec![4, 6], big),
             (
                 "odd".into(),
@@ -380,52 +326,59 @@ mod tests {
                 vec![f32::NAN, -0.0, f32::from_bits(1)], // NaN, negative zero, subnormal
             ),
             ("scalar".into(), vec![], vec![2.5]),
-            ("empty".into(), vec![0, 5], vec![]),
-            ("a.bias".into(), vec![2], vec![f32::INFINITY, f32::MIN]),
         ]
     }
 
-    fn save_sample(path: &Path, meta: &Value) {
+    fn save_sample(path: &Path, meta: &Value) -> String {
         let t = sample();
         let refs: Vec<(&str, &[usize], &[f32])> = t
             .iter()
             .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
             .collect();
-        save(path, &refs, meta).unwrap();
+        save(path, &refs, meta).unwrap()
     }
 
     fn meta() -> Value {
         json!({"epoch": 7, "config": {"model": "pasa", "dim": 64, "dropout": 0.2}})
     }
 
-    /// Asserts that loading fails with one line naming `file`.
-    fn assert_err_names(path: &Path, file: &Path) -> String {
+    /// Asserts that loading fails with one line naming `path`; returns the message.
+    fn assert_err_names(path: &Path) -> String {
         let e = load(path).expect_err("load should fail").0;
         assert!(
-            e.contains(&file.display().to_string()),
+            e.contains(&path.display().to_string()),
             "error does not name {}: {e}",
-            file.display()
+            path.display()
         );
         assert!(!e.contains('\n'), "multi-line error: {e}");
         e
     }
 
-    /// Writes a raw safetensors file from a header string and data bytes, plus a sidecar.
-    fn write_raw(path: &Path, header: &str, data: &[u8]) {
-        let mut b = (header.len() as u64).to_le_bytes().to_vec();
-        b.extend_from_slice(header.as_bytes());
-        b.extend_from_slice(data);
-        fs::write(path, b).unwrap();
-        fs::write(sidecar_path(path), "{\"epoch\": 1}").unwrap();
+    /// Names, shapes and bit patterns of tensors (NaN-safe equality).
+    fn bits(t: &[NamedTensor]) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+        t.iter()
+            .map(|t| {
+                let b = t.data.iter().map(|x| x.to_bits()).collect();
+                (t.name.clone(), t.shape.clone(), b)
+            })
+            .collect()
+    }
+
+    /// The byte range of the tensor data section of a checkpoint file.
+    fn data_section(bytes: &[u8]) -> std::ops::Range<usize> {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        8 + n..bytes.len()
     }
 
     #[test]
-    fn round_trip_is_bit_exact() {
+    fn round_trip_is_bit_exact_and_one_file() {
         let dir = scratch("rt");
         let path = dir.join("best.safetensors");
-        save_sample(&path, &meta());
+        let id = save_sample(&path, &meta());
         let (tensors, m) = load(&path).unwrap();
-        assert_eq!(m, meta());
+        let mut want_meta = meta();
+        want_meta[SAVE_ID] = json!(id);
+        assert_eq!(m, want_meta);
         let want = sample();
         assert_eq!(tensors.len(), want.len());
         for (got, (name, shape, data)) in tensors.iter().zip(&want) {
@@ -435,20 +388,19 @@ mod tests {
             let b: Vec<u32> = data.iter().map(|x| x.to_bits()).collect();
             assert_eq!(a, b, "{name}");
         }
-        // A directory resolves to best.safetensors.
-        let (t2, m2) = load(&dir).unwrap();
-        assert_eq!(t2.len(), want.len());
-        assert_eq!(m2, meta());
-        // The sidecar is pretty JSON next to the weights.
-        let side = fs::read_to_string(dir.join("best.json")).unwrap();
-        assert!(side.contains("\n  \"epoch\": 7"), "{side}");
+        // A directory resolves to best.safetensors; nothing but the one file was written.
+        assert_eq!(load(&dir).unwrap().0.len(), want.len());
+        let names: Vec<_> = fs::read_dir(&*dir).unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(names.len(), 1);
+        // Every save gets its own id.
+        assert_ne!(save_sample(&path, &meta()), id);
     }
 
     #[test]
     fn layout_follows_safetensors() {
         let dir = scratch("layout");
         let path = dir.join("w.safetensors");
-        save(&path, &[("x", &[2], &[1.0, -2.0])], &json!({})).unwrap();
+        save(&path, &[("x", &[2], &[1.0, -2.0])], &json!({"epoch": 1})).unwrap();
         let b = fs::read(&path).unwrap();
         let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
         assert_eq!(n % 8, 0, "header padded to a multiple of 8");
@@ -457,20 +409,33 @@ mod tests {
             h["x"],
             json!({"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})
         );
-        assert_eq!(h["__metadata__"]["format"], "pt");
+        let extra = &h["__metadata__"];
+        assert_eq!(extra["format"], "pt");
+        // The metadata is a JSON string; the checksum is zlib's CRC-32 of it, then the name,
+        // a zero byte, the shape as u64s and the data of each tensor.
+        let text = extra["pasa"].as_str().unwrap();
+        let inner: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(inner["epoch"], 1);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(text.as_bytes());
+        crc.update(b"x\0");
+        crc.update(&2u64.to_le_bytes());
+        crc.update(&b[8 + n..]);
+        assert_eq!(extra["pasa_crc32"], format!("{:08x}", crc.finalize()));
         assert_eq!(&b[8 + n..], &[0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0]);
     }
 
     #[test]
-    fn save_rejects_bad_input() {
+    fn save_rejects_bad_input_and_writes_nothing() {
         let dir = scratch("badsave");
         let p = dir.join("w.safetensors");
         let m = json!({});
         assert!(save(&p, &[("x", &[3], &[1.0, 2.0])], &m).is_err());
         assert!(save(&p, &[("x", &[1], &[1.0]), ("x", &[1], &[2.0])], &m).is_err());
         assert!(save(&p, &[("__metadata__", &[1], &[1.0])], &m).is_err());
+        assert!(save(&p, &[("", &[1], &[1.0])], &m).is_err());
         assert!(save(&p, &[("x", &[1], &[1.0])], &json!([1, 2])).is_err());
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
+        assert_eq!(fs::read_dir(&*dir).unwrap().count(), 0, "nothing written");
     }
 
     #[test]
@@ -479,44 +444,55 @@ mod tests {
         let good = dir.join("good.safetensors");
         save_sample(&good, &meta());
         let bytes = fs::read(&good).unwrap();
-        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let data = data_section(&bytes);
         let cuts = [
             0,
             1,
             7,
             8,
             9,
-            8 + n / 2,
-            8 + n - 1,
-            8 + n,
-            8 + n + 5,
+            data.start / 2,
+            data.start - 1,
+            data.start,
+            data.start + 5,
             bytes.len() - 1,
         ];
         for (i, &cut) in cuts.iter().enumerate() {
             let p = dir.join(format!("cut{i}.safetensors"));
             fs::write(&p, &bytes[..cut]).unwrap();
-            fs::copy(sidecar_path(&good), sidecar_path(&p)).unwrap();
-            assert_err_names(&p, &p);
+            assert_err_names(&p);
         }
     }
 
     #[test]
-    fn flipped_header_bytes_are_rejected() {
+    fn flipped_bytes_anywhere_are_rejected() {
         let dir = scratch("flip");
         let good = dir.join("good.safetensors");
         save_sample(&good, &meta());
         let bytes = fs::read(&good).unwrap();
-        // Corrupt the JSON structure, produce invalid UTF-8, and break the length itself.
-        for (i, (at, val)) in [(8usize, b'x'), (9, 0xff), (20, b'}'), (7, 0x40), (0, 0xff)]
-            .into_iter()
-            .enumerate()
-        {
+        let data = data_section(&bytes);
+        // Every byte of the tensor data, one bit at a time: the checksum catches each.
+        for at in data.clone() {
             let mut b = bytes.clone();
-            b[at] = val;
-            let p = dir.join(format!("flip{i}.safetensors"));
+            b[at] ^= 1 << (at % 8);
+            let p = dir.join("data.safetensors");
             fs::write(&p, &b).unwrap();
-            fs::copy(sidecar_path(&good), sidecar_path(&p)).unwrap();
-            assert_err_names(&p, &p);
+            let e = assert_err_names(&p);
+            assert!(e.contains("checksum mismatch"), "byte {at}: {e}");
+            assert!(e.contains("damaged"), "{e}");
+        }
+        // Every byte of the header: an error, never a panic or a silent load.
+        for at in 0..data.start {
+            let mut b = bytes.clone();
+            b[at] ^= 0x04;
+            let p = dir.join("header.safetensors");
+            fs::write(&p, &b).unwrap();
+            if let Ok((t, m)) = load(&p) {
+                // A flip in the header's padding or JSON whitespace changes nothing.
+                let (t0, m0) = load(&good).unwrap();
+                assert_eq!(m, m0, "byte {at} changed the metadata");
+                assert_eq!(bits(&t), bits(&t0), "byte {at} changed the tensors");
+            }
         }
         // Garbage of every small length never panics.
         for len in 0..64u64 {
@@ -525,114 +501,44 @@ mod tests {
                 .map(|i| crate::rng::hash_u32(len, i) as u8)
                 .collect();
             fs::write(&p, g).unwrap();
-            assert!(load(&p).is_err());
+            assert_err_names(&p);
         }
     }
 
     #[test]
-    fn wrong_dtype_is_rejected() {
-        let dir = scratch("dtype");
-        let good = dir.join("good.safetensors");
-        save(&good, &[("x", &[2], &[1.0, 2.0])], &json!({})).unwrap();
-        let mut b = fs::read(&good).unwrap();
-        let at = b.windows(3).position(|w| w == b"F32").unwrap();
-        b[at..at + 3].copy_from_slice(b"F16");
-        fs::write(&good, &b).unwrap();
-        let e = assert_err_names(&good, &good);
-        assert!(e.contains("dtype"), "{e}");
+    fn foreign_safetensors_files_are_named() {
+        let dir = scratch("foreign");
+        let p = dir.join("other.safetensors");
+        let bytes = safetensors::serialize(
+            [(
+                "x",
+                TensorView::new(Dtype::F32, vec![1], &[0, 0, 0x80, 0x3f]).unwrap(),
+            )],
+            None,
+        )
+        .unwrap();
+        fs::write(&p, bytes).unwrap();
+        let e = assert_err_names(&p);
+        assert!(e.contains("not a pasa checkpoint"), "{e}");
     }
 
     #[test]
-    fn bad_offsets_are_rejected() {
-        let dir = scratch("offs");
-        let data = [0u8; 16];
-        let cases = [
-            // out of bounds
-            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#,
-            // shape does not match the span
-            r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#,
-            // overlapping
-            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}}"#,
-            // begin after end
-            r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#,
-            // gap and uncovered tail
-            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#,
-            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
-            // malformed fields
-            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0]}}"#,
-            r#"{"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}}"#,
-            r#"{"a":{"dtype":"F32","data_offsets":[0,16]}}"#,
-            r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}}"#,
-            r#"{"a":[1,2]}"#,
-            r#"[1,2,3]"#,
-            r#"{"__metadata__":{"format":1},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
-        ];
-        for (i, h) in cases.iter().enumerate() {
-            let p = dir.join(format!("case{i}.safetensors"));
-            write_raw(&p, h, &data);
-            assert_err_names(&p, &p);
-        }
-        // The same writer with a consistent header loads (the helper itself is sound).
-        let p = dir.join("ok.safetensors");
-        write_raw(
-            &p,
-            r#"{"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#,
-            &data,
-        );
-        let (t, m) = load(&p).unwrap();
-        assert_eq!(t[0].shape, vec![2, 2]);
-        assert_eq!(m, json!({"epoch": 1}));
-    }
-
-    #[test]
-    fn sidecar_problems_are_rejected() {
-        let dir = scratch("side");
-        let p = dir.join("best.safetensors");
-        save_sample(&p, &meta());
-        let side = sidecar_path(&p);
-        fs::write(&side, "{\"epoch\": ").unwrap();
-        let e = assert_err_names(&p, &side);
-        assert!(e.contains("JSON"), "{e}");
-        fs::remove_file(&side).unwrap();
-        assert_err_names(&p, &side);
-        assert_err_names(&dir, &side);
-    }
-
-    #[test]
-    fn interrupted_save_is_detected() {
-        // Simulate a crash between the two renames: new weights, the previous sidecar.
-        let dir = scratch("crash");
-        let p = dir.join("best.safetensors");
-        save_sample(&p, &meta());
-        let old_side = fs::read(sidecar_path(&p)).unwrap();
-        save_sample(&p, &json!({"epoch": 8}));
-        fs::write(sidecar_path(&p), old_side).unwrap();
-        let e = assert_err_names(&p, &sidecar_path(&p));
-        assert!(e.contains("different save"), "{e}");
-    }
-
-    #[test]
-    fn overwrite_leaves_no_temp_files() {
+    fn temp_files_are_recognised_and_none_stay() {
         let dir = scratch("atomic");
-        let p = dir.join("best.safetensors");
+        let p = dir.join("last.safetensors");
         save_sample(&p, &meta());
         save(&p, &[("x", &[1], &[3.0])], &json!({"epoch": 9})).unwrap();
-        let mut names: Vec<String> = fs::read_dir(&dir)
+        let names: Vec<String> = fs::read_dir(&*dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        names.sort();
-        assert_eq!(names, ["best.json", "best.safetensors"]);
+        assert_eq!(names, ["last.safetensors"]);
         let (t, m) = load(&p).unwrap();
-        assert_eq!(
-            t,
-            vec![NamedTensor {
-                name: "x".into(),
-                shape: vec![1],
-                data: vec![3.0]
-            }]
-        );
-        assert_eq!(m, json!({"epoch": 9}));
+        assert_eq!(t[0].data, vec![3.0]);
+        assert_eq!(m["epoch"], 9);
+        assert!(is_temp(".last.safetensors.tmp-123-4"));
+        assert!(!is_temp("last.safetensors"));
+        assert!(!is_temp("tmp-notes.txt"));
     }
 
     #[test]

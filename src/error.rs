@@ -27,6 +27,10 @@ impl Error {
     pub fn arg(flag: &str, m: impl fmt::Display) -> Self {
         Error(format!("{flag}: {m}"))
     }
+    /// The same error with a note in parentheses at its end (where a value came from).
+    pub fn note(self, note: impl fmt::Display) -> Self {
+        Error(format!("{} ({note})", self.0))
+    }
     /// An I/O error on a path.
     pub fn io(path: &Path, e: std::io::Error) -> Self {
         Error(format!("{}: {}", path.display(), e))

@@ -29,7 +29,10 @@ const MAX_K: usize = KS[KS.len() - 1];
 pub const SAMPLED_NEGATIVES: usize = 100;
 
 /// Which candidates the target is ranked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// All items of the catalogue.
     Full,
@@ -197,10 +200,10 @@ pub struct RankingAccumulator {
     num_items: usize,
     protocol: Protocol,
     seed: u64,
-    users: usize,
-    hr: [f64; 5],
-    ndcg: [f64; 5],
-    mrr: [f64; 5],
+    /// Each user's rank, in the order the users were added (merges append): the means are
+    /// summed in this order, so they do not depend on how the users were split between
+    /// threads or batches.
+    ranks: Vec<u32>,
     nan_scores: usize,
     /// Per item: best position it reached in any user's top list (`u8::MAX` = never).
     /// Top-K lists are nested, so "in some top-K" is exactly `best_pos < K`.
@@ -220,10 +223,7 @@ impl RankingAccumulator {
             num_items,
             protocol,
             seed,
-            users: 0,
-            hr: [0.0; 5],
-            ndcg: [0.0; 5],
-            mrr: [0.0; 5],
+            ranks: vec![],
             nan_scores: 0,
             best_pos: vec![u8::MAX; num_items + 1],
             mark: vec![0; num_items + 1],
@@ -241,7 +241,7 @@ impl RankingAccumulator {
     }
 
     pub fn users(&self) -> usize {
-        self.users
+        self.ranks.len()
     }
 
     /// An empty accumulator with the same settings, for per-thread accumulation.
@@ -341,16 +341,7 @@ impl RankingAccumulator {
     }
 
     fn record(&mut self, rank: usize) {
-        self.users += 1;
-        let gain = 1.0 / ((rank + 2) as f64).log2();
-        let rr = 1.0 / (rank + 1) as f64;
-        for (i, &k) in KS.iter().enumerate() {
-            if rank < k {
-                self.hr[i] += 1.0;
-                self.ndcg[i] += gain;
-                self.mrr[i] += rr;
-            }
-        }
+        self.ranks.push(rank as u32);
     }
 
     fn next_epoch(&mut self) -> u32 {
@@ -405,7 +396,8 @@ impl RankingAccumulator {
         }
     }
 
-    /// Adds another accumulator's users (for rayon: accumulate per chunk, then merge).
+    /// Appends another accumulator's users (for rayon: accumulate per chunk, then merge the
+    /// chunks in order).
     ///
     /// # Panics
     /// If the two were built for different catalogues or protocols.
@@ -415,13 +407,8 @@ impl RankingAccumulator {
             "merge: catalogue sizes differ"
         );
         assert_eq!(self.protocol, other.protocol, "merge: protocols differ");
-        self.users += other.users;
+        self.ranks.extend_from_slice(&other.ranks);
         self.nan_scores += other.nan_scores;
-        for i in 0..KS.len() {
-            self.hr[i] += other.hr[i];
-            self.ndcg[i] += other.ndcg[i];
-            self.mrr[i] += other.mrr[i];
-        }
         for (a, b) in self.best_pos.iter_mut().zip(&other.best_pos) {
             *a = (*a).min(*b);
         }
@@ -429,7 +416,20 @@ impl RankingAccumulator {
 
     /// Means over users (0 when no user was added) and coverage over the catalogue.
     pub fn finish(&self) -> Metrics {
-        let u = self.users.max(1) as f64;
+        // Sums in user order (see `ranks`).
+        let (mut hr, mut ndcg, mut mrr) = ([0.0f64; 5], [0.0f64; 5], [0.0f64; 5]);
+        for &rank in &self.ranks {
+            let gain = 1.0 / ((rank + 2) as f64).log2();
+            let rr = 1.0 / (rank + 1) as f64;
+            for (i, &k) in KS.iter().enumerate() {
+                if (rank as usize) < k {
+                    hr[i] += 1.0;
+                    ndcg[i] += gain;
+                    mrr[i] += rr;
+                }
+            }
+        }
+        let u = self.ranks.len().max(1) as f64;
         let mut cov = [0.0; 5];
         for (i, &k) in KS.iter().enumerate() {
             let covered = self.best_pos[1..]
@@ -440,10 +440,10 @@ impl RankingAccumulator {
         }
         Metrics {
             protocol: self.protocol,
-            users: self.users,
-            hr: self.hr.map(|x| x / u),
-            ndcg: self.ndcg.map(|x| x / u),
-            mrr: self.mrr.map(|x| x / u),
+            users: self.ranks.len(),
+            hr: hr.map(|x| x / u),
+            ndcg: ndcg.map(|x| x / u),
+            mrr: mrr.map(|x| x / u),
             cov,
             nan_scores: self.nan_scores,
         }

@@ -3,6 +3,7 @@
 use crate::backend::{
     Activation, AttnShape, Backend, Gemm, KernelKind, MixShape, ScoreSource, MAX_GRID_YZ,
 };
+use crate::config::Invalid;
 use crate::error::{Error, Result};
 use crate::params::{Init, ParamId, ParamSet};
 use crate::rng;
@@ -47,7 +48,7 @@ pub enum LossKind {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The preset this configuration started from (informational).
-    pub name: String,
+    pub name: Preset,
     /// Catalogue size: item ids 1..=items, 0 is padding.
     pub items: usize,
     /// Window length.
@@ -75,12 +76,67 @@ pub struct ModelConfig {
 
 pub const PRESETS: [&str; 5] = ["sasrec", "rope", "parec", "fparec", "pasa"];
 
+/// The named configurations of DESIGN §1 (`--model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Additive position embedding, content scores.
+    Sasrec,
+    /// Rotary position embedding on q and k, no additive one.
+    Rope,
+    /// A learned n×n positional score matrix per block and head.
+    Parec,
+    /// The factorised positional score matrix P = A·Bᵀ.
+    Fparec,
+    /// Toeplitz U, full L (`weight` reading), no additive position embedding.
+    Pasa,
+}
+
+impl Preset {
+    /// The name on the command line and in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Sasrec => "sasrec",
+            Preset::Rope => "rope",
+            Preset::Parec => "parec",
+            Preset::Fparec => "fparec",
+            Preset::Pasa => "pasa",
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        <Preset as clap::ValueEnum>::from_str(name, false).map_err(|_| {
+            Error::arg(
+                "--model",
+                format!(
+                    "unknown model '{name}' (expected one of {})",
+                    PRESETS.join(", ")
+                ),
+            )
+        })
+    }
+}
+
 impl ModelConfig {
+    /// A named configuration by name (see [`ModelConfig::of`]).
+    pub fn preset(name: &str, items: usize) -> Result<Self> {
+        Ok(Self::of(name.parse()?, items))
+    }
+
     /// A named configuration with DESIGN's defaults (d 64, 2 blocks, 1 head, d_ff = d,
     /// dropout 0.2, n 200).
-    pub fn preset(name: &str, items: usize) -> Result<Self> {
+    pub fn of(name: Preset, items: usize) -> Self {
         let mut c = ModelConfig {
-            name: name.to_string(),
+            name,
             items,
             n: 200,
             d: 64,
@@ -100,60 +156,59 @@ impl ModelConfig {
             loss: LossKind::Ce,
         };
         match name {
-            "sasrec" => {}
-            "rope" => {
+            Preset::Sasrec => {}
+            Preset::Rope => {
                 c.pos_emb = false;
                 c.scores = Scores::Rope;
             }
-            "parec" => c.scores = Scores::Learned,
-            "fparec" => c.scores = Scores::Factorised,
-            "pasa" => {
+            Preset::Parec => c.scores = Scores::Learned,
+            Preset::Fparec => c.scores = Scores::Factorised,
+            Preset::Pasa => {
                 c.pos_emb = false;
                 c.u = KernelKind::Toeplitz;
                 c.l = KernelKind::Full;
             }
-            other => {
-                return Err(Error::arg(
-                    "--model",
-                    format!(
-                        "unknown model '{other}' (expected one of {})",
-                        PRESETS.join(", ")
-                    ),
-                ))
-            }
         }
-        Ok(c)
+        c
     }
 
-    /// Reject configurations that cannot be built, naming the field.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |f: &str, m: &str| Err(Error::arg(f, m));
+    /// Reject configurations that cannot be built, naming the key.
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
+        let bad = |key: &'static str, m: String| Err(Invalid::new(key, m));
         if self.items == 0 {
-            return bad("items", "the catalogue is empty");
+            return bad("model.items", "the catalogue is empty".into());
         }
-        if self.n == 0 {
-            return bad("--n", "the window length must be at least 1");
-        }
-        if self.d == 0 || self.blocks == 0 || self.heads == 0 || self.d_ff == 0 {
-            return bad("--d/--blocks/--heads/--d-ff", "must be at least 1");
+        for (key, v) in [
+            ("model.n", self.n),
+            ("model.d", self.d),
+            ("model.blocks", self.blocks),
+            ("model.heads", self.heads),
+            ("model.d_ff", self.d_ff),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
         }
         if self.n > MAX_GRID_YZ {
             return bad(
-                "--n",
-                &format!("must be at most {MAX_GRID_YZ} (the CUDA grid limit)"),
+                "model.n",
+                format!("must be at most {MAX_GRID_YZ} (the CUDA grid limit)"),
             );
         }
         if !self.d.is_multiple_of(self.heads) {
             return bad(
-                "--heads",
-                &format!("d = {} is not divisible by {} heads", self.d, self.heads),
+                "model.heads",
+                format!("d = {} is not divisible by {} heads", self.d, self.heads),
             );
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad("--dropout", "must be in [0, 1)");
+            return bad(
+                "model.dropout",
+                format!("must be in [0, 1), not {}", self.dropout),
+            );
         }
         if self.scores == Scores::Factorised && self.rank == 0 {
-            return bad("--rank", "must be at least 1");
+            return bad("model.rank", "must be at least 1".into());
         }
         Ok(())
     }

@@ -8,9 +8,11 @@ use crate::tape::Tape;
 use rayon::prelude::*;
 
 /// Which held-out item is ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Holdout {
+    /// The second-to-last item of each user.
     Valid,
+    /// The last item of each user.
     Test,
 }
 
@@ -66,7 +68,9 @@ pub fn evaluate<B: Backend>(
         let scores = model.score_last(&mut tape, &batch);
         drop(tape);
         let vocab = items + 1;
-        // Rank the rows in parallel, each worker with its own accumulator, merged in order.
+        // Rank the rows in parallel, each worker with its own accumulator, merged in user
+        // order (the accumulator keeps each user's rank, so the sums do not depend on the
+        // split between workers).
         for acc in accs.iter_mut() {
             let parts: Vec<RankingAccumulator> = chunk
                 .par_iter()

@@ -1,26 +1,28 @@
-//! The training loop: batches of windows, Adam, validation with early stopping, the best and
-//! the last checkpoint written atomically, and `--resume` from the last one.
+//! The training loop: batches of windows, Adam, validation with early stopping, each epoch
+//! committed to the run directory in one atomic step (see [`crate::run`]), and `--resume` from
+//! the last committed epoch.
 //!
-//! Reproducible on the CPU: the epoch's shuffle and every dropout mask derive from the seed,
-//! the epoch and the step, so a resumed run ends at the same parameters as one that never
-//! stopped.
+//! Reproducible to the bit on the CPU: the epoch's shuffle and every dropout mask derive from
+//! the seed, the epoch and the step, and every reduction has a fixed order, so a resumed run
+//! ends at the same parameters and the same `metrics.jsonl` as one that never stopped.
 
 use crate::backend::{Backend, DeviceBuf, View};
-use crate::checkpoint::{self, NamedTensor};
+use crate::checkpoint::{self, meta_field, NamedTensor};
 use crate::config::TrainConfig;
 use crate::data::split::{window, Split};
 use crate::data::Sequences;
 use crate::error::{Error, Result};
-use crate::eval::{Metrics, Protocol};
+use crate::eval::Metrics;
 use crate::models::{Batch, Model};
 use crate::optim::OptState;
 use crate::progress::Progress;
 use crate::rng::{self, Rng};
+use crate::run::RunDir;
 use crate::score::{evaluate, Holdout};
 use crate::tape::Tape;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Tags separating the seed streams of shuffles, dropout and evaluation.
@@ -33,36 +35,95 @@ pub fn eval_seed(seed: u64) -> u64 {
     rng::derive(seed, EVAL_TAG)
 }
 
-/// The files of a run directory.
-pub struct RunDir(pub PathBuf);
-
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.toml")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.0.join("metrics.jsonl")
-    }
-    pub fn best(&self) -> PathBuf {
-        self.0.join("best.safetensors")
-    }
-    pub fn last(&self) -> PathBuf {
-        self.0.join("last.safetensors")
-    }
-    pub fn test(&self) -> PathBuf {
-        self.0.join("test.json")
-    }
-}
-
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub best_epoch: usize,
     pub test: Metrics,
-    pub epochs_run: usize,
-    /// Wall time of each epoch's training steps, in seconds.
+    /// Epochs done in all, counting those before a resume.
+    pub epochs_done: usize,
+    /// Wall time of each epoch's training steps in this invocation, in seconds.
     pub epoch_secs: Vec<f64>,
     pub stopped_early: bool,
+}
+
+/// Early-stopping state, saved with the last checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub ndcg10: f64,
+    pub epoch: usize,
+    /// Evaluations since the best one.
+    pub bad_evals: usize,
+    /// The best epoch's validation metrics (None before the first evaluation).
+    pub valid: Option<Value>,
+    /// The save id of `best.safetensors` (None before the first evaluation).
+    pub save_id: Option<String>,
+}
+
+impl Best {
+    /// Whether early stopping has ended the run under `patience` (0: never).
+    pub fn stops(&self, patience: usize) -> bool {
+        patience > 0 && self.bad_evals >= patience
+    }
+}
+
+/// The state of a run after its last committed epoch, read from `last.safetensors` on the
+/// host: everything `--resume` needs.
+pub struct Resume {
+    /// The run's configuration, as the checkpoint recorded it.
+    pub cfg: TrainConfig,
+    pub epoch: usize,
+    pub step: u32,
+    pub best: Best,
+    pub params: Vec<f32>,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+}
+
+impl Resume {
+    /// Reads the last checkpoint of `run`; None when the run was stopped before its first
+    /// epoch was committed (it then resumes from its first epoch).
+    pub fn read(run: &RunDir) -> Result<Option<Resume>> {
+        let path = run.last();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let (tensors, meta) = checkpoint::load(&path)?;
+        let cfg: TrainConfig = meta_field(&path, &meta, "config")?;
+        let model = Model::new(cfg.model.clone()).map_err(|e| Error::in_file(&path, e))?;
+        let rng: RngState = meta_field(&path, &meta, "rng")?;
+        if rng.seed != cfg.seed {
+            return Err(Error::in_file(
+                &path,
+                "its RNG state does not match its configuration's seed",
+            ));
+        }
+        Ok(Some(Resume {
+            epoch: meta_field(&path, &meta, "epoch")?,
+            step: meta_field(&path, &meta, "step")?,
+            best: meta_field(&path, &meta, "best")?,
+            params: unflatten(&model, &tensors, "", &path)?,
+            adam_m: unflatten(&model, &tensors, "adam.m.", &path)?,
+            adam_v: unflatten(&model, &tensors, "adam.v.", &path)?,
+            cfg,
+        }))
+    }
+
+    /// Whether nothing is left to train under `cfg` (the run's own, with the caller's
+    /// `--epochs` and `--patience`).
+    pub fn trained_out(&self, cfg: &TrainConfig) -> bool {
+        self.epoch >= cfg.epochs || self.best.stops(cfg.patience)
+    }
+}
+
+/// The RNG state of a run: every random draw derives from the seed and these counters.
+#[derive(Debug, Serialize, Deserialize)]
+struct RngState {
+    seed: u64,
+    /// Shuffles derive from (seed, epoch): the next epoch is `epoch + 1`.
+    epoch: usize,
+    /// Dropout and negative sampling derive from (seed, step): the next step is `step + 1`.
+    step: u32,
 }
 
 /// Users with at least one (input, target) pair in their training prefix.
@@ -156,21 +217,12 @@ pub fn unflatten(
     Ok(flat)
 }
 
-fn save_ckpt(path: &Path, tensors: &[(String, &[usize], &[f32])], meta: &Value) -> Result<()> {
+fn save_ckpt(path: &Path, tensors: &[(String, &[usize], &[f32])], meta: &Value) -> Result<String> {
     let refs: Vec<(&str, &[usize], &[f32])> = tensors
         .iter()
         .map(|(n, s, d)| (n.as_str(), *s, *d))
         .collect();
     checkpoint::save(path, &refs, meta)
-}
-
-fn append_line(path: &Path, v: &Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{v}").map_err(|e| Error::io(path, e))
 }
 
 /// The training loss of an epoch, summed on the device: reading it back costs a host sync, so
@@ -209,47 +261,51 @@ impl<B: Backend> LossMeter<B> {
     }
 }
 
-/// Early-stopping state, saved with the last checkpoint.
-#[derive(Debug, Clone, Default)]
-struct Best {
-    ndcg10: f64,
-    epoch: usize,
-    bad_evals: usize,
-    valid: Option<Value>,
-}
-
-/// Train `cfg` on `seqs`, writing into `run`. With `resume`, continue from `run`'s last
-/// checkpoint (the configuration must be the run's own, epochs may differ).
+/// Train `cfg` on `split`, writing into `run`: from scratch (`resume` None; `run` must not hold
+/// another run, which the caller checks) or after the last committed epoch of `run`. The
+/// caller has validated the configuration against the data (`check_window`, the item count).
 pub fn train<B: Backend>(
     b: &B,
     cfg: &TrainConfig,
-    seqs: &Sequences,
+    split: &Split,
     run: &RunDir,
-    resume: bool,
+    resume: Option<Resume>,
 ) -> Result<Outcome> {
     cfg.check()?;
-    let split = Split::new(seqs)?;
-    check_window(cfg.model.n, seqs)?;
     let model = Model::new(cfg.model.clone())?;
-    let protocol: Protocol = cfg.protocol.parse()?;
-    std::fs::create_dir_all(&run.0).map_err(|e| Error::io(&run.0, e))?;
-
-    let users = train_users(&split);
+    let protocol = cfg.protocol;
+    let users = train_users(split);
     if users.is_empty() {
         return Err(Error::msg(
             "no user has two training items: nothing to train on",
         ));
     }
-    let (mut st, mut best, first_epoch) = if resume {
-        resume_state(b, &model, run)?
-    } else {
-        checkpoint::write_atomic(&run.config(), cfg.to_toml().as_bytes())?;
-        let _ = std::fs::remove_file(run.metrics());
-        (
+    std::fs::create_dir_all(&run.0).map_err(|e| Error::io(&run.0, e))?;
+    let done = resume.as_ref().map_or(0, |r| r.epoch);
+    run.recover(
+        done,
+        resume.as_ref().and_then(|r| r.best.save_id.as_deref()),
+    )?;
+    // The configuration file follows the run's schedule (`--resume --epochs` changes it).
+    checkpoint::write_atomic(&run.config(), cfg.to_toml().as_bytes())?;
+    let (mut st, mut best) = match resume {
+        Some(r) => {
+            let mut st = OptState::new(b, &r.params);
+            st.m = b.upload(&r.adam_m);
+            st.v = b.upload(&r.adam_v);
+            st.step = r.step;
+            eprintln!(
+                "resuming {} after epoch {} (step {})",
+                run.0.display(),
+                r.epoch,
+                r.step
+            );
+            (st, r.best)
+        }
+        None => (
             OptState::new(b, &model.params.init(cfg.seed)),
             Best::default(),
-            1,
-        )
+        ),
     };
     eprintln!(
         "model {}: {} parameters; {} training users, {} evaluated; {} batches of {} per epoch; device {}",
@@ -263,9 +319,13 @@ pub fn train<B: Backend>(
     );
 
     let mut epoch_secs = vec![];
-    let mut stopped_early = false;
-    let mut last_epoch = first_epoch.saturating_sub(1);
+    let mut epochs_done = done;
+    let mut stopped_early = best.stops(cfg.patience);
+    let first_epoch = done + 1;
     for epoch in first_epoch..=cfg.epochs {
+        if stopped_early {
+            break;
+        }
         let mut order = users.clone();
         Rng::new(rng::derive(cfg.seed, SHUFFLE_TAG + epoch as u64)).shuffle(&mut order);
         let batches: Vec<&[usize]> = order.chunks(cfg.batch).collect();
@@ -274,7 +334,7 @@ pub fn train<B: Backend>(
         let mut losses = LossMeter::new(b, st.step as usize);
         let last = batches.len();
         for (k, chunk) in batches.into_iter().enumerate() {
-            let batch = make_batch(&split, chunk, cfg.model.n);
+            let batch = make_batch(split, chunk, cfg.model.n);
             let tokens = batch.targets.iter().filter(|&&t| t != 0).count();
             st.zero_grad(b);
             let mut tape = Tape::new(b, &st.params, true);
@@ -292,41 +352,42 @@ pub fn train<B: Backend>(
             }
         }
         prog.finish();
-        epoch_secs.push(t0.elapsed().as_secs_f64());
-        last_epoch = epoch;
+        let train_secs = t0.elapsed().as_secs_f64();
+        epoch_secs.push(train_secs);
 
         let mut line = json!({
             "epoch": epoch,
             "step": st.step,
             "train_loss": prog.mean_loss(),
-            "tokens_per_sec": prog.tokens_per_sec(),
-            "epoch_secs": t0.elapsed().as_secs_f64(),
         });
+        let t_eval = Instant::now();
+        let mut new_best = false;
         if epoch % cfg.eval_every == 0 || epoch == cfg.epochs {
-            let seed = eval_seed(cfg.seed);
             let m = evaluate(
                 b,
                 &model,
                 &st.params,
-                &split,
+                split,
                 Holdout::Valid,
                 &[protocol],
                 cfg.eval_batch,
-                seed,
+                eval_seed(cfg.seed),
             )
             .remove(0);
             let ndcg = m.get("ndcg", 10).unwrap_or(0.0);
             line["valid"] = m.to_json();
             if best.valid.is_none() || ndcg > best.ndcg10 {
+                let host = b.download(st.params.view());
+                let meta = json!({"kind": "best", "config": cfg, "epoch": epoch, "step": st.step, "valid": m.to_json()});
+                let id = save_ckpt(&run.best_next(), &named(&model, &host, ""), &meta)?;
                 best = Best {
                     ndcg10: ndcg,
                     epoch,
                     bad_evals: 0,
                     valid: Some(m.to_json()),
+                    save_id: Some(id),
                 };
-                let host = b.download(st.params.view());
-                let meta = json!({"kind": "best", "config": cfg, "epoch": epoch, "step": st.step, "valid": m.to_json()});
-                save_ckpt(&run.best(), &named(&model, &host, ""), &meta)?;
+                new_best = true;
             } else {
                 best.bad_evals += 1;
             }
@@ -337,48 +398,51 @@ pub fn train<B: Backend>(
                 best.ndcg10,
                 best.epoch
             );
-            if cfg.patience > 0 && best.bad_evals >= cfg.patience {
-                stopped_early = true;
-            }
         }
-        append_line(&run.metrics(), &line)?;
-        save_last(b, &model, &st, cfg, epoch, &best, run)?;
+        let times = json!({
+            "epoch": epoch,
+            "train_secs": train_secs,
+            "eval_secs": t_eval.elapsed().as_secs_f64(),
+            "tokens_per_sec": prog.tokens_per_sec(),
+            "device": b.name(),
+        });
+        run.commit_epoch(epoch, &line, &times, new_best, || {
+            save_last(b, &model, &st, cfg, epoch, &best, run)
+        })?;
+        epochs_done = epoch;
+        stopped_early = best.stops(cfg.patience);
         if stopped_early {
             eprintln!(
                 "early stop: no better validation NDCG@10 in {} evaluations",
                 cfg.patience
             );
-            break;
         }
+    }
+    if best.save_id.is_none() {
+        return Err(Error::msg(
+            "no epoch was evaluated, so there is no best checkpoint to test",
+        ));
     }
 
     // Test at the best validation epoch.
     let (tensors, _) = checkpoint::load(&run.best())?;
     let best_params = b.upload(&unflatten(&model, &tensors, "", &run.best())?);
-    let seed = eval_seed(cfg.seed);
     let test = evaluate(
         b,
         &model,
         &best_params,
-        &split,
+        split,
         Holdout::Test,
         &[protocol],
         cfg.eval_batch,
-        seed,
+        eval_seed(cfg.seed),
     )
     .remove(0);
-    let test_json = json!({"epoch": best.epoch, "test": test.to_json(), "valid": best.valid});
-    append_line(&run.metrics(), &test_json)?;
-    checkpoint::write_atomic(
-        &run.test(),
-        serde_json::to_string_pretty(&test_json)
-            .expect("json")
-            .as_bytes(),
-    )?;
+    run.commit_test(&json!({"epoch": best.epoch, "test": test.to_json(), "valid": best.valid}))?;
     Ok(Outcome {
         best_epoch: best.epoch,
         test,
-        epochs_run: last_epoch,
+        epochs_done,
         epoch_secs,
         stopped_early,
     })
@@ -401,53 +465,18 @@ fn save_last<B: Backend>(
     let mut tensors = named(model, &p, "");
     tensors.extend(named(model, &m, "adam.m."));
     tensors.extend(named(model, &v, "adam.v."));
+    let rng = RngState {
+        seed: cfg.seed,
+        epoch,
+        step: st.step,
+    };
     let meta = json!({
         "kind": "last",
         "config": cfg,
         "epoch": epoch,
         "step": st.step,
-        "best": {"ndcg10": best.ndcg10, "epoch": best.epoch, "bad_evals": best.bad_evals, "valid": best.valid},
+        "best": best,
+        "rng": rng,
     });
-    save_ckpt(&run.last(), &tensors, &meta)
-}
-
-fn resume_state<B: Backend>(
-    b: &B,
-    model: &Model,
-    run: &RunDir,
-) -> Result<(OptState<B>, Best, usize)> {
-    let path = run.last();
-    if !path.exists() {
-        return Err(Error::in_file(
-            &run.0,
-            "has no last.safetensors to resume from",
-        ));
-    }
-    let (tensors, meta) = checkpoint::load(&path)?;
-    let bad = |what: &str| {
-        Error::in_file(
-            &checkpoint::sidecar_path(&path),
-            format!("missing or invalid '{what}'"),
-        )
-    };
-    let epoch = meta["epoch"].as_u64().ok_or_else(|| bad("epoch"))? as usize;
-    let step = meta["step"].as_u64().ok_or_else(|| bad("step"))? as u32;
-    let bj = &meta["best"];
-    let best = Best {
-        ndcg10: bj["ndcg10"].as_f64().ok_or_else(|| bad("best.ndcg10"))?,
-        epoch: bj["epoch"].as_u64().ok_or_else(|| bad("best.epoch"))? as usize,
-        bad_evals: bj["bad_evals"]
-            .as_u64()
-            .ok_or_else(|| bad("best.bad_evals"))? as usize,
-        valid: (!bj["valid"].is_null()).then(|| bj["valid"].clone()),
-    };
-    let mut st = OptState::new(b, &unflatten(model, &tensors, "", &path)?);
-    st.m = b.upload(&unflatten(model, &tensors, "adam.m.", &path)?);
-    st.v = b.upload(&unflatten(model, &tensors, "adam.v.", &path)?);
-    st.step = step;
-    eprintln!(
-        "resuming {} after epoch {epoch} (step {step})",
-        run.0.display()
-    );
-    Ok((st, best, epoch + 1))
+    save_ckpt(&run.last(), &tensors, &meta).map(drop)
 }

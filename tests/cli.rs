@@ -66,6 +66,16 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// A usage error from clap: exit code 2, no panic, stderr naming every `needle`.
+fn assert_clap_error(o: &Output, needles: &[&str]) {
+    let (_, err) = text(o);
+    assert_eq!(o.status.code(), Some(2), "exit code; stderr:\n{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "error does not mention {n:?}: {err}");
+    }
+}
+
 /// Exit code 2, no panic, and a last stderr line `error: …` containing every `needle`.
 fn assert_error(o: &Output, needles: &[&str]) {
     let (_, err) = text(o);
@@ -96,17 +106,23 @@ fn train_then_eval_end_to_end() {
         out.contains("full ranking") && out.contains("NDCG"),
         "{out}"
     );
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "best.safetensors",
-        "best.json",
-        "last.safetensors",
-        "last.json",
-        "test.json",
-    ] {
-        assert!(run.join(f).is_file(), "{f} missing");
-    }
+    let mut files: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "best.safetensors",
+            "config.toml",
+            "last.safetensors",
+            "metrics.jsonl",
+            "test.json",
+            "times.jsonl"
+        ],
+        "one file per checkpoint, nothing else"
+    );
     let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(
         lines.lines().count(),
@@ -240,9 +256,9 @@ fn bad_flags_are_named() {
     let o = pasa(&["train", "--format", "pairs", "--device", "cpu"]);
     assert_error(&o, &["--format", "needs --data"]);
     let o = train(&data, &dir.join("r4"), &["--model", "bert4rec"]);
-    assert_error(&o, &["--model", "sasrec"]);
+    assert_clap_error(&o, &["--model", "bert4rec", "sasrec"]);
     let o = train(&data, &dir.join("r5"), &["--protocol", "sampled7"]);
-    assert_error(&o, &["--protocol"]);
+    assert_clap_error(&o, &["--protocol", "sampled7", "exclude-seen"]);
     let o = train(&data, &dir.join("r6"), &["--lr=-1"]);
     assert_error(&o, &["--lr"]);
     // Past the GPU's grid limit, on every device alike.
@@ -276,7 +292,7 @@ fn bad_flags_are_named() {
     let o = pasa(&["train", "--resume", run.to_str().unwrap(), "--d", "16"]);
     assert_error(&o, &["--d", "contradicts --resume"]);
     let o = pasa(&["train", "--resume", dir.to_str().unwrap(), "--epochs", "2"]);
-    assert_error(&o, &["config.toml"]);
+    assert_error(&o, &["holds no run to resume", "config.toml"]);
 }
 
 #[test]
@@ -287,18 +303,17 @@ fn bad_checkpoints_are_named() {
     assert!(train(&data, &run, &["--epochs", "1"]).status.success());
     let best = run.join("best.safetensors");
 
-    // Shapes that do not match the configuration: the sidecar claims d = 16.
-    let side = run.join("best.json");
-    let meta = std::fs::read_to_string(&side).unwrap();
+    // Shapes that do not match the configuration: the metadata claims d = 16.
+    let (tensors, mut meta) = checkpoint::load(&best).unwrap();
+    meta["config"]["model"]["d"] = 16.into();
+    meta["config"]["model"]["d_ff"] = 16.into();
     let wrong = dir.join("wrong");
     std::fs::create_dir_all(&wrong).unwrap();
-    std::fs::copy(&best, wrong.join("best.safetensors")).unwrap();
-    std::fs::write(
-        wrong.join("best.json"),
-        meta.replace("\"d\": 8", "\"d\": 16")
-            .replace("\"d_ff\": 8", "\"d_ff\": 16"),
-    )
-    .unwrap();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.shape[..], &t.data[..]))
+        .collect();
+    checkpoint::save(&wrong.join("best.safetensors"), &refs, &meta).unwrap();
     let o = pasa(&["eval", wrong.to_str().unwrap(), "--device", "cpu"]);
     assert_error(&o, &["best.safetensors", "shape"]);
 
@@ -307,9 +322,18 @@ fn bad_checkpoints_are_named() {
     std::fs::create_dir_all(&cut).unwrap();
     let bytes = std::fs::read(&best).unwrap();
     std::fs::write(cut.join("best.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    std::fs::copy(&side, cut.join("best.json")).unwrap();
     let o = pasa(&["eval", cut.to_str().unwrap(), "--device", "cpu"]);
-    assert_error(&o, &["best.safetensors"]);
+    assert_error(&o, &["best.safetensors", "damaged"]);
+
+    // Flipped bytes inside the tensor data: damage, not a NaN loss later.
+    let flip = dir.join("flip");
+    std::fs::create_dir_all(&flip).unwrap();
+    let mut b = bytes.clone();
+    let at = b.len() - 10;
+    b[at] ^= 0x40;
+    std::fs::write(flip.join("best.safetensors"), &b).unwrap();
+    let o = pasa(&["eval", flip.to_str().unwrap(), "--device", "cpu"]);
+    assert_error(&o, &["best.safetensors", "checksum mismatch", "damaged"]);
 
     let o = pasa(&["eval", dir.join("nothing").to_str().unwrap()]);
     assert_error(&o, &["nothing"]);
@@ -566,4 +590,251 @@ fn bad_bench_flags_are_named() {
     bad(&["--batch", "70000"], &["--batch", "65535"]);
     bad(&["--items", "0"], &["--items"]);
     bad(&["--model", "bert"], &["--model", "bert"]);
+}
+
+/// The bytes of a run's files that a resume of a finished run must leave alone.
+fn run_files(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(run)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn resume_run(run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    pasa(&args)
+}
+
+#[test]
+fn resume_of_a_finished_run_says_so_and_changes_nothing() {
+    let dir = tmp("finished");
+    let data = tiny_data(&dir);
+    let run = dir.join("run");
+    assert!(train(&data, &run, &["--epochs", "2", "--patience", "0"])
+        .status
+        .success());
+    let before = run_files(&run);
+    for extra in [&[][..], &["--epochs", "1"], &["--epochs", "2"]] {
+        let o = resume_run(&run, extra);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(out.contains("is finished"), "{extra:?}: {out}");
+        assert!(!err.contains("# configuration"), "{err}");
+        assert!(run_files(&run) == before, "{extra:?} changed the run");
+    }
+    // Raising --epochs trains on to the new total; config.toml follows.
+    let o = resume_run(&run, &["--epochs", "3"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("epochs = 3"), "{cfg}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let epochs: Vec<_> = lines.iter().map(|l| l["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs.len(), 4, "{metrics}");
+    assert_eq!(&epochs[..3], [1, 2, 3]);
+    assert!(lines[3].get("test").is_some(), "one test line, last");
+    assert_eq!(lines.iter().filter(|l| l.get("test").is_some()).count(), 1);
+}
+
+#[test]
+fn same_seed_gives_identical_metrics() {
+    let dir = tmp("repro");
+    let data = tiny_data(&dir);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let args = ["--model", "pasa", "--epochs", "2", "--seed", "4"];
+    assert!(train(&data, &a, &args).status.success());
+    assert!(train(&data, &b, &args).status.success());
+    for f in ["metrics.jsonl", "test.json", "config.toml"] {
+        let (x, y) = (
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between two runs of one seed");
+    }
+}
+
+#[test]
+fn errors_come_before_the_configuration_is_printed() {
+    let dir = tmp("early");
+    let data = tiny_data(&dir);
+    // Every user too short for the leave-one-out split: the error names the file.
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "1 2\n1 3\n2 4\n2 5\n").unwrap();
+    let o = train(&short, &dir.join("r1"), &["--epochs", "1"]);
+    assert_error(&o, &["short.txt", "3 items"]);
+    assert!(!text(&o).1.contains("# configuration"));
+    // A window longer than every sequence.
+    let r2 = dir.join("r2");
+    let o = pasa(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--n",
+        "40",
+        "--device",
+        "cpu",
+        "--out",
+        r2.to_str().unwrap(),
+    ]);
+    assert_error(&o, &["--n", "longer than every sequence", "tiny.txt"]);
+    assert!(!text(&o).1.contains("# configuration"));
+    assert!(!r2.exists(), "nothing written for a refused run");
+    // A damaged checkpoint stops a resume before anything runs.
+    let run = dir.join("run");
+    assert!(train(&data, &run, &["--epochs", "1"]).status.success());
+    let last = run.join("last.safetensors");
+    let mut b = std::fs::read(&last).unwrap();
+    let at = b.len() - 4;
+    b[at] ^= 0x01;
+    std::fs::write(&last, &b).unwrap();
+    let o = resume_run(&run, &["--epochs", "2"]);
+    assert_error(&o, &["last.safetensors", "checksum mismatch", "damaged"]);
+    assert!(!text(&o).1.contains("# configuration"));
+}
+
+#[test]
+fn runs_started_in_the_same_second_get_their_own_directories() {
+    let dir = tmp("same-second");
+    let data = tiny_data(&dir);
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_pasa"))
+                .current_dir(&dir)
+                .args(["train", "--data", data.to_str().unwrap(), "--epochs", "1"])
+                .args(SMALL)
+                .output()
+        })
+        .collect();
+    for c in children {
+        let o = c.unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+    }
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 3, "three runs, three directories");
+}
+
+#[test]
+fn a_relative_data_path_works_from_anywhere() {
+    let dir = tmp("relative");
+    tiny_data(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_pasa"))
+        .current_dir(&dir)
+        .args([
+            "train", "--data", "tiny.txt", "--out", "run", "--epochs", "1",
+        ])
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let run = dir.join("run");
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let abs = dir.join("tiny.txt");
+    assert!(cfg.contains(abs.to_str().unwrap()), "{cfg}");
+    // From another directory: resume and eval find the data.
+    let elsewhere = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pasa"))
+            .current_dir("/")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let r = run.to_str().unwrap();
+    let o = elsewhere(&["train", "--resume", r, "--epochs", "2", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = elsewhere(&["eval", r, "--device", "cpu"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    // When the data is gone, the error says where the path came from.
+    std::fs::rename(&abs, dir.join("moved.txt")).unwrap();
+    let o = elsewhere(&["train", "--resume", r, "--epochs", "3", "--device", "cpu"]);
+    assert_error(
+        &o,
+        &["tiny.txt", "the data file of the run's configuration"],
+    );
+    let o = elsewhere(&["eval", r, "--device", "cpu"]);
+    assert_error(&o, &["tiny.txt", "configuration"]);
+}
+
+#[test]
+fn train_help_gives_every_flag_a_line_and_its_default() {
+    let o = pasa(&["train", "--help"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    // Each option's entry: from its `--flag` line to the next one.
+    let mut entries: Vec<(String, String)> = vec![];
+    for line in out.lines() {
+        let t = line.trim_start();
+        if t.starts_with("--") || t.starts_with("-h,") {
+            let flag = t
+                .trim_start_matches("-h, ")
+                .split([' ', '='])
+                .next()
+                .unwrap()
+                .to_string();
+            entries.push((flag, t.to_string()));
+        } else if let Some(e) = entries.last_mut() {
+            e.1 += " ";
+            e.1 += t;
+        }
+    }
+    assert!(entries.len() > 30, "{out}");
+    let mut texts = std::collections::HashSet::new();
+    for (flag, entry) in &entries {
+        if flag == "--help" || flag == "--version" {
+            continue;
+        }
+        let words = entry.split_whitespace().count();
+        assert!(words >= 4, "{flag} has no description: {entry}");
+        assert!(
+            entry.contains("[default: "),
+            "{flag} shows no default: {entry}"
+        );
+        assert!(
+            !entry.contains("[`"),
+            "{flag}: an intra-doc link leaks: {entry}"
+        );
+        let description = entry.split_once(' ').map_or("", |x| x.1).trim();
+        assert!(
+            texts.insert(description.to_string()),
+            "{flag} repeats: {entry}"
+        );
+    }
+}
+
+#[test]
+fn toml_errors_name_the_file_and_the_key() {
+    let dir = tmp("toml-errors");
+    let data = tiny_data(&dir);
+    let cfg = dir.join("bad.toml");
+    for (body, key) in [
+        ("[model]\nname = \"bogus\"\n", "model.name"),
+        ("[optim]\nlr = nan\n", "optim.lr"),
+        ("epochs = -1\n", "epochs"),
+    ] {
+        std::fs::write(&cfg, body).unwrap();
+        let o = train(&data, &dir.join("r"), &["--config", cfg.to_str().unwrap()]);
+        assert_error(&o, &["bad.toml", key]);
+        let last = text(&o).1;
+        assert!(
+            !last.contains("--model") && !last.contains("--lr"),
+            "{last}"
+        );
+    }
 }

@@ -131,7 +131,18 @@ impl Sequences {
 }
 
 /// Which reader to use. `Auto` picks one from the file's content (module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
     #[default]
     Auto,

@@ -1,0 +1,76 @@
+//! `pasa bench`: time the fused attention and whole training steps on one device.
+
+use crate::backend::Backend;
+use crate::bench::{self, BenchPlan, BenchShape};
+use crate::device::{Device, DeviceArg};
+use crate::error::Result;
+use crate::on_device;
+use clap::Args;
+
+/// Defaults: the ml-1m training shape, sasrec and pasa.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Models to time (repeat the flag or separate by commas).
+    #[arg(long = "model", value_name = "NAME", num_args = 1.., value_delimiter = ',',
+          default_values_t = bench::DEFAULT_MODELS.map(String::from))]
+    pub models: Vec<String>,
+    #[arg(long, default_value_t = BenchShape::default().batch)]
+    pub batch: usize,
+    /// Window length.
+    #[arg(long, default_value_t = BenchShape::default().n)]
+    pub n: usize,
+    /// Model width.
+    #[arg(long, default_value_t = BenchShape::default().d)]
+    pub d: usize,
+    #[arg(long, default_value_t = BenchShape::default().blocks)]
+    pub blocks: usize,
+    #[arg(long, default_value_t = BenchShape::default().heads)]
+    pub heads: usize,
+    /// Catalogue size (the output layer's width).
+    #[arg(long, default_value_t = BenchShape::default().items)]
+    pub items: usize,
+    /// Untimed calls of each case first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed calls of each case.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let plan = BenchPlan {
+        shape: BenchShape {
+            batch: a.batch,
+            n: a.n,
+            d: a.d,
+            blocks: a.blocks,
+            heads: a.heads,
+            items: a.items,
+        },
+        models: a.models,
+        warmup: a.warmup,
+        iters: a.iters,
+    };
+    plan.check()?;
+    let dev = Device::pick(a.device)?;
+    for m in &plan.models {
+        dev.check_model(&plan.shape.model(m)?)?;
+    }
+    on_device!(&dev, |b| {
+        let device = b.name();
+        if a.json {
+            let rows = bench::run(b, &plan, |_| {})?;
+            let v = bench::report::to_json(&device, &plan, &rows);
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        } else {
+            println!("{}", bench::report::header(&device, &plan));
+            bench::run(b, &plan, |m| println!("{}", bench::report::row(m)))?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,72 @@
+//! Choosing the device a command runs on: `--device auto|cpu|cuda`.
+
+use crate::backend::cpu::Cpu;
+use crate::backend::cuda::{cuda_available, Cuda, MAX_HEAD_WIDTH};
+use crate::error::{Error, Result};
+use crate::models::ModelConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU when there is one and the build has its kernels, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The device a command runs on.
+pub enum Device {
+    Cpu(Cpu<f32>),
+    Cuda(Box<Cuda>),
+}
+
+impl Device {
+    /// `cuda` must work or it is an error; `auto` takes the GPU when there is one and the build
+    /// has its kernels, else the CPU with a one-line notice.
+    pub fn pick(d: DeviceArg) -> Result<Device> {
+        match d {
+            DeviceArg::Cpu => Ok(Device::Cpu(Cpu::new())),
+            DeviceArg::Cuda => Cuda::new(0)
+                .map(|c| Device::Cuda(Box::new(c)))
+                .map_err(|e| Error::arg("--device cuda", e)),
+            DeviceArg::Auto => match cuda_available().and_then(|_| Cuda::new(0)) {
+                Ok(c) => Ok(Device::Cuda(Box::new(c))),
+                Err(e) => {
+                    eprintln!("note: running on the CPU: {e}");
+                    Ok(Device::Cpu(Cpu::new()))
+                }
+            },
+        }
+    }
+
+    /// Limits of the device's kernels, checked before any work: the CUDA attention kernels
+    /// take heads up to MAX_HEAD_WIDTH wide.
+    pub fn check_model(&self, m: &ModelConfig) -> Result<()> {
+        if matches!(self, Device::Cuda(_)) && m.dh() > MAX_HEAD_WIDTH {
+            return Err(Error::arg(
+                "--d/--heads",
+                format!(
+                    "heads of width {} (d {} / {} heads) are past the CUDA attention kernels' \
+                     {MAX_HEAD_WIDTH}: use more --heads or --device cpu",
+                    m.dh(),
+                    m.d,
+                    m.heads
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Run `$body` with `$b` bound to the device's backend, whichever it is.
+#[macro_export]
+macro_rules! on_device {
+    ($dev:expr, |$b:ident| $body:expr) => {
+        match $dev {
+            $crate::device::Device::Cpu($b) => $body,
+            $crate::device::Device::Cuda(c) => {
+                let $b: &$crate::backend::cuda::Cuda = c;
+                $body
+            }
+        }
+    };
+}
