@@ -30,6 +30,7 @@ mod binary;
 mod build;
 pub mod cli;
 mod detect;
+mod escape;
 mod parse;
 mod scan;
 pub mod split;

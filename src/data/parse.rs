@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::escape;
 use super::scan::{bad_id, content_lines, is_number, parse_i64, parse_u64, split_on, ws_fields};
 use super::Format;
 use crate::error::{Error, Result};
@@ -166,17 +167,14 @@ pub(crate) fn timed(path: &Path, data: &[u8], format: Format) -> Result<Raw> {
             return Err(Error::at_line(
                 path,
                 line,
-                format!("rating '{}' is not a number", String::from_utf8_lossy(f[2])),
+                format!("rating '{}' is not a number", escape::field(f[2])),
             ));
         }
         let time = parse_i64(f[3].trim_ascii()).ok_or_else(|| {
             Error::at_line(
                 path,
                 line,
-                format!(
-                    "timestamp '{}' is not an integer",
-                    String::from_utf8_lossy(f[3])
-                ),
+                format!("timestamp '{}' is not an integer", escape::field(f[3])),
             )
         })?;
         recs.push((user, time, item));
@@ -238,6 +236,27 @@ mod tests {
         assert!(err_at("1 2\n1 x\n", 2, pairs).contains("item id 'x'"));
         assert!(err_at("1 2\n-1 2\n", 2, pairs).contains("negative user id"));
         assert!(err_at("1 2\n2 2\n1 3\n", 3, pairs).contains("already appeared at line 1"));
+    }
+
+    #[test]
+    fn bytes_from_the_file_are_escaped_in_errors() {
+        let e = err_at("1 2\n1 \u{1b}[2J\n", 2, pairs);
+        assert!(
+            e.ends_with(r"item id '\u{1b}[2J' is not a non-negative integer"),
+            "{e}"
+        );
+        let e = err_at("1 2\n1 2\0\n", 2, pairs);
+        assert!(
+            e.ends_with(r"item id '2\0' is not a non-negative integer"),
+            "{e}"
+        );
+        let x = Path::new("x");
+        let e = timed(x, b"1::2::\xff\x07::4\n", Format::MlDat)
+            .unwrap_err()
+            .0;
+        assert_eq!(e, r"x:1: rating '\xff\u{7}' is not a number");
+        let e = timed(x, b"1::2::3::\x00\n", Format::MlDat).unwrap_err().0;
+        assert_eq!(e, r"x:1: timestamp '\0' is not an integer");
     }
 
     #[test]
