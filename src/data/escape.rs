@@ -40,6 +40,15 @@ pub(crate) fn field(bytes: &[u8]) -> String {
     out
 }
 
+/// The first (up to) 8 bytes of `data` in hex, `50 41 53 41 53 45 51 00`.
+pub(crate) fn hex_head(data: &[u8]) -> String {
+    let head = &data[..data.len().min(8)];
+    head.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +75,12 @@ mod tests {
         let s = field(&[b'7'; 100]);
         assert_eq!(s, format!("{}…", "7".repeat(MAX_CHARS)));
         assert_eq!(field(&[b'7'; MAX_CHARS]), "7".repeat(MAX_CHARS));
+    }
+
+    #[test]
+    fn hex_of_the_first_bytes() {
+        assert_eq!(hex_head(b"PASASEQ\0\x01"), "50 41 53 41 53 45 51 00");
+        assert_eq!(hex_head(b"\x01"), "01");
+        assert_eq!(hex_head(b""), "");
     }
 }

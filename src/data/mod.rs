@@ -36,6 +36,7 @@ mod scan;
 pub mod split;
 mod stats;
 pub mod synthetic;
+mod validate;
 
 use std::path::Path;
 
@@ -101,33 +102,6 @@ impl Sequences {
             user_ids: (1..=lists.len() as u64).collect(),
             item_ids: (1..=num_items as u64).collect(),
         }
-    }
-
-    /// Checks the invariants; the message says which one fails.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.offsets.first() != Some(&0) {
-            return Err("offsets must start at 0".into());
-        }
-        if self.offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err("offsets are not monotone".into());
-        }
-        if *self.offsets.last().unwrap() != self.items.len() {
-            return Err("the last offset is not the number of interactions".into());
-        }
-        if self.user_ids.len() != self.num_users() {
-            return Err("user_ids does not have one id per user".into());
-        }
-        if self.item_ids.len() != self.num_items {
-            return Err("item_ids does not have one id per item".into());
-        }
-        if let Some(&bad) = self
-            .items
-            .iter()
-            .find(|&&i| i == 0 || i as usize > self.num_items)
-        {
-            return Err(format!("item id {bad} is outside 1..={}", self.num_items));
-        }
-        Ok(())
     }
 }
 
