@@ -159,7 +159,7 @@ fn detected_as_expected(dir: &Path) {
             .into_iter()
             .take(4096)
             .collect();
-        assert_eq!(detect(&head), format, "{name}");
+        assert_eq!(detect(&head).unwrap().format, format, "{name}");
     }
 }
 
