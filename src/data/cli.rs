@@ -2,16 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{load_detected, write_binary, Detected, Format, LoadOptions, Sequences, Stats};
+use super::{
+    load_detected, overwrite, write_binary, Detected, Format, LoadOptions, Sequences, Stats,
+};
 use crate::error::{shown, Result};
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DataCommand {
     /// Convert any supported input into the compact binary format.
+    ///
+    /// OUTPUT is written atomically (a temporary file in the same folder, renamed into place).
+    /// It is never the input file itself (nor a link to it). An existing OUTPUT is replaced
+    /// only when it is empty or a pasa binary file; any other file needs --force.
     Convert {
         /// Input file (pairs, one user per line, ratings.dat, u.data, ratings.csv or binary).
         input: PathBuf,
-        /// Output binary file (written atomically).
+        /// Output binary file.
         output: PathBuf,
         /// Input format; auto detects it from the content.
         #[arg(long, value_enum, default_value_t = Format::Auto)]
@@ -22,6 +28,9 @@ pub enum DataCommand {
         /// Number items by first appearance even when the input ids are already dense.
         #[arg(long)]
         renumber: bool,
+        /// Replace OUTPUT even when it exists and is not a pasa binary file (never the input).
+        #[arg(long)]
+        force: bool,
     },
     /// Print user, item and interaction counts and the sequence-length distribution.
     Stats {
@@ -40,7 +49,9 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             format,
             kcore,
             renumber,
+            force,
         } => {
+            overwrite::check(&input, &output, force)?;
             let opts = LoadOptions {
                 format,
                 kcore,
@@ -160,6 +171,20 @@ mod tests {
         );
         let b = crate::data::detect(b"PASASEQ\0").unwrap();
         assert_eq!(format_note(Path::new("d.bin"), &b), None);
+    }
+
+    #[test]
+    fn convert_refuses_to_overwrite_its_input() {
+        let input = temp_file("in.txt", b"1 2\n1 3\n");
+        let cmd = Cli::parse_from([
+            "pasa",
+            "convert",
+            "--force",
+            &input.to_string_lossy(),
+            &input.to_string_lossy(),
+        ]);
+        assert!(run(cmd.cmd).unwrap_err().0.contains("the same file"));
+        assert_eq!(std::fs::read(&input).unwrap(), b"1 2\n1 3\n");
     }
 
     #[test]

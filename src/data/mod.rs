@@ -41,6 +41,7 @@ mod build;
 pub mod cli;
 mod detect;
 mod escape;
+mod overwrite;
 mod parse;
 mod scan;
 pub mod split;
