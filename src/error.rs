@@ -17,11 +17,11 @@ impl Error {
     }
     /// An error in an input file, at a 1-based line.
     pub fn at_line(path: &Path, line: usize, m: impl fmt::Display) -> Self {
-        Error(format!("{}:{}: {}", path.display(), line, m))
+        Error(format!("{}:{}: {}", shown(path), line, m))
     }
     /// An error about a whole file.
     pub fn in_file(path: &Path, m: impl fmt::Display) -> Self {
-        Error(format!("{}: {}", path.display(), m))
+        Error(format!("{}: {}", shown(path), m))
     }
     /// An error about a command-line argument or configuration field.
     pub fn arg(flag: &str, m: impl fmt::Display) -> Self {
@@ -33,8 +33,23 @@ impl Error {
     }
     /// An I/O error on a path.
     pub fn io(path: &Path, e: std::io::Error) -> Self {
-        Error(format!("{}: {}", path.display(), e))
+        Error(format!("{}: {}", shown(path), e))
     }
+}
+
+/// `path` as a message shows it: control characters (a newline in a file name) escaped, so that
+/// the message stays one line.
+pub fn shown(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.contains(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_debug().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 impl fmt::Display for Error {
@@ -49,4 +64,16 @@ impl std::error::Error for Error {}
 #[macro_export]
 macro_rules! bail {
     ($($t:tt)*) => { return Err($crate::error::Error(format!($($t)*))) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_with_control_characters_stay_on_one_line() {
+        let e = Error::in_file(Path::new("a\nb\u{1b}.txt"), "bad");
+        assert_eq!(e.0, "a\\nb\\u{1b}.txt: bad");
+        assert_eq!(shown(Path::new("plain/x.txt")), "plain/x.txt");
+    }
 }

@@ -1,15 +1,11 @@
-//! The data module end to end: `load` on files, the real datasets of ../shared/datasets, the
-//! binary round trip at scale.
+//! The data module end to end on small files: `load` with every format, auto-detection and
+//! what its errors say, the binary file's strictness. The real datasets are in
+//! tests/datasets.rs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
-use pasa::data::{
-    detect, load, read_binary, write_binary, Format, LoadOptions, Sequences, Split, Stats,
-};
-
-const DATASETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets");
+use pasa::data::{load, load_detected, write_binary, Format, LoadOptions, Sequences, MAGIC};
 
 fn temp_path(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -25,19 +21,6 @@ fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
 
 fn auto() -> LoadOptions {
     LoadOptions::default()
-}
-
-/// The dataset file, or `None` (with a note) when the folder is absent. `PASA_DATASETS`
-/// overrides the folder (a git worktree has no ../shared next to it).
-fn dataset(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("PASA_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DATASETS));
-    if !dir.is_dir() {
-        eprintln!("skipping {name}: {} not found", dir.display());
-        return None;
-    }
-    Some(dir.join(name))
 }
 
 fn lists(s: &Sequences) -> Vec<Vec<u32>> {
@@ -99,6 +82,18 @@ fn file_level_errors_name_the_file() {
 fn line_errors_through_load_name_file_and_line() {
     let p = temp_file("bad.txt", b"1 2\n1 3\n\n2 -4\n");
     let e = load(&p, &auto()).unwrap_err().0;
+    // Auto-detected, so the error also says what was assumed.
+    let note = "format auto-detected as pairs: 3 of the first 3 lines have 2 fields; pass \
+                --format lines for one user per line";
+    assert_eq!(
+        e,
+        format!("{}:4: negative item id '-4' ({note})", p.display())
+    );
+    let named = LoadOptions {
+        format: Format::Pairs,
+        ..auto()
+    };
+    let e = load(&p, &named).unwrap_err().0;
     assert_eq!(e, format!("{}:4: negative item id '-4'", p.display()));
 }
 
@@ -124,128 +119,224 @@ fn binary_through_load_with_kcore_and_renumber() {
     assert_eq!(k.user_ids, vec![1, 2]);
 }
 
-/// (file, users, items, interactions, min length, max length), from the datasets README.
-const REAL: [(&str, usize, usize, usize, usize, usize); 10] = [
-    ("ml-1m.txt", 6040, 3416, 999_611, 18, 2277),
-    ("ml-1m-seq-origids.txt", 6040, 3706, 1_000_209, 20, 2314),
-    ("video.txt", 31_013, 23_715, 287_107, 1, 860),
-    ("beauty-bert4rec.txt", 40_226, 54_542, 353_962, 5, 293),
-    ("beauty-s3rec.txt", 22_363, 12_101, 198_502, 5, 204),
-    ("sports-s3rec.txt", 35_598, 18_357, 296_337, 5, 296),
-    ("toys-s3rec.txt", 19_412, 11_924, 167_597, 5, 550),
-    ("yelp-s3rec.txt", 30_431, 20_033, 316_354, 5, 350),
-    ("ml-100k-u.data", 943, 1682, 100_000, 20, 737),
-    ("ml-latest-small-ratings.csv", 610, 9724, 100_836, 20, 2698),
-];
+/// The bytes of `s` as written by `write_binary`.
+fn binary_bytes(s: &Sequences) -> Vec<u8> {
+    let p = temp_path("src.bin");
+    write_binary(s, &p).unwrap();
+    let b = std::fs::read(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    b
+}
 
-#[test]
-fn real_datasets_have_the_readme_counts() {
-    for (name, users, items, inter, min, max) in REAL {
-        let Some(p) = dataset(name) else { return };
-        let t = Instant::now();
-        let s = load(&p, &auto()).unwrap_or_else(|e| panic!("{e}"));
-        let took = t.elapsed();
-        let st = Stats::of(&s);
-        eprintln!("{name}: {users} users loaded in {took:.2?}");
-        assert_eq!(
-            (st.users, st.items, st.interactions),
-            (users, items, inter),
-            "{name}"
-        );
-        assert_eq!(st.len_min, min, "{name}");
-        // The README does not give max lengths for u.data and ratings.csv; these are ours.
-        assert_eq!(st.len_max, max, "{name}");
-        s.validate().unwrap();
-        Split::new(&s).unwrap();
-    }
+fn with_format(format: Format) -> LoadOptions {
+    LoadOptions { format, ..auto() }
+}
+
+/// An error message fit for one terminal line: no control character (NUL, newline, escape…).
+fn assert_one_clean_line(e: &str) {
+    assert!(
+        !e.chars().any(char::is_control),
+        "control characters in {e:?}"
+    );
 }
 
 #[test]
-fn real_datasets_are_detected_as_expected() {
-    let want = [
-        ("ml-1m.txt", Format::Pairs),
-        ("video.txt", Format::Pairs),
-        ("beauty-bert4rec.txt", Format::Pairs),
-        ("beauty-s3rec.txt", Format::Lines),
-        ("yelp-s3rec.txt", Format::Lines),
-        ("ml-100k-u.data", Format::UData),
-        ("ml-latest-small-ratings.csv", Format::Csv),
+fn a_binary_file_with_a_damaged_magic_is_not_read_as_text() {
+    let mut b = binary_bytes(&Sequences::from_lists(&[vec![1, 2], vec![2]], 2));
+    b[0] = b'X';
+    let p = temp_file("damaged.bin", &b);
+    let e = load(&p, &auto()).unwrap_err().0;
+    assert_eq!(
+        e,
+        format!(
+            "{}: not a text file and not a pasa binary file (its first 8 bytes are 58 41 53 41 \
+             53 45 51 00, expected the magic PASASEQ\\0)",
+            p.display()
+        )
+    );
+    let e = load(&p, &with_format(Format::Binary)).unwrap_err().0;
+    assert!(
+        e.contains("not a pasa binary file (its first 8 bytes are 58 41"),
+        "{e}"
+    );
+    // Read as text on purpose: still one clean line.
+    let e = load(&p, &with_format(Format::Lines)).unwrap_err().0;
+    assert!(
+        e.starts_with(&format!("{}:1: user id 'XASASEQ\\0", p.display())),
+        "{e}"
+    );
+    assert_one_clean_line(&e);
+}
+
+/// 9 pairs, line 5 replaced by `bad`.
+fn pairs_with_line_5(bad: &str) -> Vec<u8> {
+    let mut lines: Vec<&str> = vec![
+        "1 10", "1 11", "1 12", "2 10", "", "2 13", "3 10", "3 11", "3 14",
     ];
-    for (name, format) in want {
-        let Some(p) = dataset(name) else { return };
-        let head: Vec<u8> = std::fs::read(&p).unwrap().into_iter().take(4096).collect();
-        assert_eq!(detect(&head), format, "{name}");
+    lines[4] = bad;
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+#[test]
+fn one_bad_line_in_a_pairs_file_is_reported_where_it_is() {
+    for (bad, found) in [("2 11 12", 3), ("2", 1)] {
+        let p = temp_file("data.txt", &pairs_with_line_5(bad));
+        let e = load(&p, &auto()).unwrap_err().0;
+        assert_eq!(
+            e,
+            format!(
+                "{}:5: expected 2 fields (user item), found {found} (format auto-detected as \
+                 pairs: 7 of the first 8 lines have 2 fields; pass --format lines for one user \
+                 per line)",
+                p.display()
+            )
+        );
     }
 }
 
 #[test]
-fn dense_ids_are_kept_and_sparse_ones_renumbered() {
-    let Some(p) = dataset("ml-100k-u.data") else {
-        return;
-    };
-    let s = load(&p, &auto()).unwrap();
-    assert_eq!(s.item_ids, (1..=1682).collect::<Vec<u64>>());
-    assert_eq!(s.user_ids, (1..=943).collect::<Vec<u64>>());
-    let r = load(
-        &p,
-        &LoadOptions {
-            renumber: true,
-            ..auto()
-        },
-    )
-    .unwrap();
-    assert_eq!(r.num_items, 1682);
-    // Renumbering is a relabelling: mapping back through item_ids gives the same originals.
-    let orig = |s: &Sequences| -> Vec<u64> {
-        s.items
-            .iter()
-            .map(|&i| s.item_ids[i as usize - 1])
-            .collect()
-    };
-    assert_eq!(orig(&r), orig(&s));
-    assert_eq!(r.items[0], 1);
-
-    let Some(csv) = dataset("ml-latest-small-ratings.csv") else {
-        return;
-    };
-    let c = load(&csv, &auto()).unwrap();
-    assert_eq!(*c.item_ids.iter().max().unwrap(), 193_609);
-}
-
-/// The README built ml-1m.txt from the original ids by dropping movies with fewer than 5
-/// ratings and numbering by first appearance; our 5-core does the same.
-#[test]
-fn five_core_of_original_ml1m_is_ml1m_txt() {
-    let (Some(orig), Some(txt)) = (dataset("ml-1m-seq-origids.txt"), dataset("ml-1m.txt")) else {
-        return;
-    };
-    let core = load(
-        &orig,
-        &LoadOptions {
-            kcore: Some(5),
-            ..auto()
-        },
-    )
-    .unwrap();
-    let sasrec = load(&txt, &auto()).unwrap();
-    assert_eq!(core.offsets, sasrec.offsets);
-    assert_eq!(core.items, sasrec.items);
-    assert_eq!(core.user_ids, sasrec.user_ids);
-    assert_eq!(core.num_items, 3416);
+fn load_detected_says_what_was_assumed() {
+    let p = temp_file("p.txt", b"1 1\n1 2\n2 2\n");
+    let (s, d) = load_detected(&p, &auto()).unwrap();
+    assert_eq!(s.num_users(), 2);
+    let d = d.unwrap();
+    assert_eq!(d.format, Format::Pairs);
+    assert_eq!(d.reason, "3 of the first 3 lines have 2 fields");
+    let (_, d) = load_detected(&p, &with_format(Format::Pairs)).unwrap();
+    assert_eq!(d, None);
+    // A one-user-per-line file whose first users have a single item: the guess is pairs, and
+    // the first longer line says so.
+    let p = temp_file("l.txt", b"1 5\n2 6\n3 7 8\n");
+    let e = load(&p, &auto()).unwrap_err().0;
+    assert!(
+        e.starts_with(&format!("{}:3: expected 2 fields", p.display())),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("pass --format lines for one user per line)"),
+        "{e}"
+    );
+    let s = load(&p, &with_format(Format::Lines)).unwrap();
+    assert_eq!(lists(&s), vec![vec![1], vec![2], vec![3, 4]]);
 }
 
 #[test]
-fn ml1m_binary_round_trip() {
-    let Some(p) = dataset("ml-1m.txt") else {
-        return;
+fn the_binary_reader_rejects_what_the_format_forbids() {
+    // 2 users, 3 items, 4 interactions: offsets at 40, items at 52, 4 bytes of padding at 68,
+    // user ids at 72, item ids at 88.
+    let mut s = Sequences::from_lists(&[vec![1, 2, 3], vec![2]], 3);
+    s.user_ids = vec![5, 6];
+    s.item_ids = vec![100, 200, 300];
+    let good = binary_bytes(&s);
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        temp_file("strict.bin", &b)
     };
-    let s = load(&p, &auto()).unwrap();
-    let bin = temp_path("ml-1m.bin");
-    write_binary(&s, &bin).unwrap();
-    let t = Instant::now();
-    let back = read_binary(&bin).unwrap();
-    eprintln!("ml-1m binary read in {:.2?}", t.elapsed());
-    assert_eq!(back, s);
-    assert_eq!(load(&bin, &auto()).unwrap(), s);
-    std::fs::remove_file(&bin).unwrap();
+    let cases = [
+        (
+            patched(12, &1u32.to_le_bytes()),
+            "the reserved header field (bytes 12..16) is 1, expected 0",
+        ),
+        // offsets 0, 3, 4 → 0, 4, 4
+        (
+            patched(44, &4u32.to_le_bytes()),
+            "user at index 1 (id 6) has no items (offsets 4, 4)",
+        ),
+        (
+            patched(80, &5u64.to_le_bytes()),
+            "user id 5 appears twice, for the users at index 0 and 1",
+        ),
+        (
+            patched(104, &200u64.to_le_bytes()),
+            "item id 200 appears twice, for dense items 2 and 3",
+        ),
+    ];
+    for (p, what) in cases {
+        for format in [Format::Auto, Format::Binary] {
+            let e = load(&p, &with_format(format)).unwrap_err().0;
+            assert_eq!(e, format!("{}: corrupt binary file: {what}", p.display()));
+        }
+    }
+    assert_eq!(load(&temp_file("good.bin", &good), &auto()).unwrap(), s);
+}
+
+#[test]
+fn the_writer_refuses_what_the_reader_would_reject() {
+    let mut s = Sequences::from_lists(&[vec![1], vec![], vec![2]], 2);
+    let p = temp_path("refused.bin");
+    let e = write_binary(&s, &p).unwrap_err().0;
+    assert!(
+        e.ends_with("user at index 1 (id 2) has no items (offsets 1, 1)"),
+        "{e}"
+    );
+    s = Sequences::from_lists(&[vec![1], vec![2]], 2);
+    s.item_ids = vec![9, 9];
+    let e = write_binary(&s, &p).unwrap_err().0;
+    assert!(
+        e.ends_with("item id 9 appears twice, for dense items 1 and 2"),
+        "{e}"
+    );
+    assert!(!p.exists());
+}
+
+/// A tiny deterministic byte source, for the garbage below.
+fn lcg(seed: u64) -> impl FnMut() -> u8 {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 56) as u8
+    }
+}
+
+/// Whatever the bytes and the format: either data that pass `validate`, or an error that names
+/// the file and fits on one clean line. Never a panic.
+#[test]
+fn garbage_in_any_format_gives_a_clean_error() {
+    let formats = [
+        Format::Auto,
+        Format::Pairs,
+        Format::Lines,
+        Format::MlDat,
+        Format::UData,
+        Format::Csv,
+        Format::Binary,
+    ];
+    let good = binary_bytes(&Sequences::from_lists(&[vec![1, 2, 3], vec![2]], 3));
+    let mut inputs: Vec<Vec<u8>> = (0..=good.len()).map(|n| good[..n].to_vec()).collect();
+    for seed in 0..40 {
+        let mut byte = lcg(seed);
+        let len = (seed as usize * 7) % 90;
+        inputs.push((0..len).map(|_| byte()).collect());
+        // Mostly digits and separators, some control bytes.
+        let alphabet = b"0123456789 \t\n::,\r\x00\x1b\x07\xff-";
+        inputs.push(
+            (0..len)
+                .map(|_| alphabet[byte() as usize % alphabet.len()])
+                .collect(),
+        );
+    }
+    inputs.push("1 2\n".encode_utf16().flat_map(u16::to_le_bytes).collect());
+    for (k, bytes) in inputs.iter().enumerate() {
+        let p = temp_file("garbage", bytes);
+        for format in formats {
+            match load(&p, &with_format(format)) {
+                Ok(s) => s.validate().unwrap(),
+                Err(e) => {
+                    assert!(e.0.starts_with(&p.display().to_string()), "{}", e.0);
+                    assert_one_clean_line(&e.0);
+                }
+            }
+        }
+        std::fs::remove_file(&p).unwrap_or_else(|e| panic!("input {k}: {e}"));
+    }
+}
+
+#[test]
+fn the_magic_is_what_the_messages_say() {
+    assert_eq!(MAGIC, b"PASASEQ\0");
 }

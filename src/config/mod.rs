@@ -33,19 +33,22 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
-    /// Loads the interactions this configuration names (or generates the synthetic ones).
+    /// Loads the interactions this configuration names (or generates the synthetic ones). A
+    /// text format that was auto-detected is named in a one-line note on stderr.
     pub fn load(&self) -> Result<Sequences> {
-        match &self.path {
-            Some(p) => data::load(
-                p,
-                &LoadOptions {
-                    format: self.format,
-                    kcore: self.kcore,
-                    renumber: false,
-                },
-            ),
-            None => Ok(synthetic::generate(&self.synthetic)),
+        let Some(p) = &self.path else {
+            return Ok(synthetic::generate(&self.synthetic));
+        };
+        let opts = LoadOptions {
+            format: self.format,
+            kcore: self.kcore,
+            renumber: false,
+        };
+        let (seqs, detected) = data::load_detected(p, &opts)?;
+        if let Some(note) = detected.and_then(|d| data::cli::format_note(p, &d)) {
+            eprintln!("{note}");
         }
+        Ok(seqs)
     }
 }
 

@@ -13,13 +13,16 @@
 //! | 8 × num_items | original item ids (u64) |
 //!
 //! Written to a temporary file in the same folder and renamed, so a reader never sees half a
-//! file. Read through memmap2 and validated in full before anything is returned.
+//! file. Read through memmap2 and validated in full before anything is returned: the reserved
+//! field and the padding are zero, offsets strictly increase (no user without items), original
+//! user ids and item ids are distinct. The writer refuses sequences that break these too.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::escape::hex_head;
 use super::Sequences;
 use crate::error::{Error, Result};
 
@@ -100,7 +103,9 @@ fn u64s(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
 }
 
-/// Reads and validates a binary file written by [`write_binary`].
+/// Reads and validates a binary file written by [`write_binary`]: besides the layout, the
+/// reserved field and the padding must be zero and the sequences must pass
+/// [`Sequences::validate`] (no user without items, no original id twice).
 pub fn read_binary(path: &Path) -> Result<Sequences> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -108,11 +113,14 @@ pub fn read_binary(path: &Path) -> Result<Sequences> {
         return Err(Error::in_file(path, "is a directory, expected a data file"));
     }
     let corrupt = |m: String| Error::in_file(path, format!("corrupt binary file: {m}"));
-    if meta.len() < HEADER as u64 {
-        return Err(corrupt(format!(
+    let truncated_header = || {
+        corrupt(format!(
             "truncated: {} bytes, shorter than the {HEADER}-byte header",
             meta.len()
-        )));
+        ))
+    };
+    if meta.len() < MAGIC.len() as u64 {
+        return Err(truncated_header());
     }
     // SAFETY: the map is read-only and copied out before return; the file is not expected to
     // change while it is read (a concurrent writer would rename a new file over it instead).
@@ -121,8 +129,15 @@ pub fn read_binary(path: &Path) -> Result<Sequences> {
     if &b[..8] != MAGIC {
         return Err(Error::in_file(
             path,
-            "not a pasa binary file (bad magic; expected PASASEQ)",
+            format!(
+                "not a pasa binary file (its first 8 bytes are {}, expected the magic \
+                 PASASEQ\\0)",
+                hex_head(b)
+            ),
         ));
+    }
+    if b.len() < HEADER {
+        return Err(truncated_header());
     }
     let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
     if version != VERSION {
@@ -130,6 +145,12 @@ pub fn read_binary(path: &Path) -> Result<Sequences> {
             path,
             format!("unsupported binary version {version} (this build reads {VERSION})"),
         ));
+    }
+    let reserved = u32::from_le_bytes(b[12..16].try_into().unwrap());
+    if reserved != 0 {
+        return Err(corrupt(format!(
+            "the reserved header field (bytes 12..16) is {reserved}, expected 0"
+        )));
     }
     let mut counts = u64s(&b[16..40]);
     let (users, items, inter) = (
@@ -160,32 +181,20 @@ pub fn read_binary(path: &Path) -> Result<Sequences> {
     let off_end = HEADER + 4 * (users + 1);
     let items_end = off_end + 4 * inter;
     let ids_start = HEADER + (4 * (users + 1 + inter)).next_multiple_of(8);
-    let offsets: Vec<usize> = u32s(&b[HEADER..off_end]).map(|o| o as usize).collect();
-    if offsets[0] != 0 || offsets[users] != inter {
+    if b[items_end..ids_start].iter().any(|&x| x != 0) {
         return Err(corrupt(format!(
-            "offsets must run from 0 to {inter}, found {}..{}",
-            offsets[0], offsets[users]
+            "the padding at bytes {items_end}..{ids_start} is not zero"
         )));
     }
-    if let Some(u) = (0..users).find(|&u| offsets[u] > offsets[u + 1]) {
-        return Err(corrupt(format!("offsets decrease at user {u}")));
-    }
-    let seq_items: Vec<u32> = u32s(&b[off_end..items_end]).collect();
-    if let Some(k) = seq_items.iter().position(|&i| i == 0 || i as usize > items) {
-        return Err(corrupt(format!(
-            "item {} at position {k} is outside 1..={items}",
-            seq_items[k]
-        )));
-    }
-    let user_ids: Vec<u64> = u64s(&b[ids_start..ids_start + 8 * users]).collect();
-    let item_ids: Vec<u64> = u64s(&b[ids_start + 8 * users..]).collect();
-    Ok(Sequences {
-        offsets,
-        items: seq_items,
+    let seqs = Sequences {
+        offsets: u32s(&b[HEADER..off_end]).map(|o| o as usize).collect(),
+        items: u32s(&b[off_end..items_end]).collect(),
         num_items: items,
-        user_ids,
-        item_ids,
-    })
+        user_ids: u64s(&b[ids_start..ids_start + 8 * users]).collect(),
+        item_ids: u64s(&b[ids_start + 8 * users..]).collect(),
+    };
+    seqs.validate().map_err(corrupt)?;
+    Ok(seqs)
 }
 
 #[cfg(test)]
@@ -236,7 +245,11 @@ mod tests {
         assert!(read_err(&long).contains("trailing"));
         let mut magic = good.clone();
         magic[0] = b'X';
-        assert!(read_err(&magic).contains("magic"));
+        assert!(read_err(&magic).ends_with(
+            ": not a pasa binary file (its first 8 bytes are 58 41 53 41 53 45 51 00, expected \
+             the magic PASASEQ\\0)"
+        ));
+        assert!(read_err(&good[..5]).contains("truncated: 5 bytes"));
         let mut version = good.clone();
         version[8] = 9;
         assert!(read_err(&version).contains("version 9"));
@@ -251,12 +264,65 @@ mod tests {
         assert!(read_err(&huge).contains("impossible"));
     }
 
+    /// Byte offsets in the file of `sample()`: 3 users, 4 items, 6 interactions, no padding.
+    const OFFSETS: usize = HEADER;
+    const USER_IDS: usize = HEADER + 4 * (4 + 6);
+    const ITEM_IDS: usize = USER_IDS + 8 * 3;
+
+    fn patched(at: usize, bytes: &[u8]) -> Vec<u8> {
+        let mut b = bytes_of(&sample());
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        b
+    }
+
+    #[test]
+    fn what_the_layout_allows_but_the_format_forbids_is_rejected() {
+        let e = read_err(&patched(12, &7u32.to_le_bytes()));
+        assert!(e.ends_with(
+            ": corrupt binary file: the reserved header field (bytes 12..16) is 7, expected 0"
+        ));
+        // offsets 0, 3, 4, 6 → 0, 3, 3, 6: the user at index 1 has no items.
+        let e = read_err(&patched(OFFSETS + 8, &3u32.to_le_bytes()));
+        assert!(e.ends_with(
+            ": corrupt binary file: user at index 1 (id 20) has no items (offsets 3, 3)"
+        ));
+        let e = read_err(&patched(USER_IDS + 8, &10u64.to_le_bytes()));
+        assert!(e.ends_with(
+            ": corrupt binary file: user id 10 appears twice, for the users at index 0 and 1"
+        ));
+        let e = read_err(&patched(ITEM_IDS + 24, &7u64.to_le_bytes()));
+        assert!(
+            e.ends_with(": corrupt binary file: item id 7 appears twice, for dense items 1 and 4")
+        );
+        // One user of 3 items: 2 offsets + 3 items, then 4 bytes of padding.
+        let mut odd = bytes_of(&Sequences::from_lists(&[vec![1, 2, 3]], 3));
+        let pad = HEADER + 4 * 5;
+        odd[pad] = 1;
+        let e = read_err(&odd);
+        assert!(e.ends_with(&format!(
+            "the padding at bytes {pad}..{} is not zero",
+            pad + 4
+        )));
+    }
+
     #[test]
     fn invalid_sequences_are_not_written() {
-        let mut s = sample();
-        s.items[0] = 9;
-        let p = temp_path("no.bin");
-        assert!(write_binary(&s, &p).unwrap_err().0.contains("outside"));
-        assert!(!p.exists());
+        let refused = |f: &dyn Fn(&mut Sequences)| {
+            let mut s = sample();
+            f(&mut s);
+            let p = temp_path("no.bin");
+            let e = write_binary(&s, &p).unwrap_err().0;
+            assert!(!p.exists());
+            let start = format!("{}: refusing to write invalid sequences: ", p.display());
+            assert!(e.starts_with(&start), "{e}");
+            e[start.len()..].to_string()
+        };
+        assert!(refused(&|s| s.items[0] = 9).contains("outside"));
+        assert_eq!(
+            refused(&|s| s.offsets[1] = 0),
+            "user at index 0 (id 10) has no items (offsets 0, 0)"
+        );
+        assert!(refused(&|s| s.user_ids[2] = 20).starts_with("user id 20 appears twice"));
+        assert!(refused(&|s| s.item_ids[0] = 9).starts_with("item id 9 appears twice"));
     }
 }

@@ -235,6 +235,36 @@ mod tests {
         assert_eq!(s.item_ids, vec![1, 2, 6]);
     }
 
+    /// Whatever k-core keeps and however items are numbered, the result is something the binary
+    /// writer accepts: no user without items, no original id twice.
+    #[test]
+    fn kcore_and_numbering_keep_the_invariants() {
+        use crate::rng::Rng;
+        for seed in 0..300u64 {
+            let mut rng = Rng::new(seed);
+            let users: Vec<(u64, Vec<u64>)> = (0..1 + rng.below(8))
+                .map(|u| {
+                    let len = 1 + rng.below(6);
+                    let items = (0..len).map(|_| [1, 2, 3, 5, 40][rng.below(5)]).collect();
+                    (10 * u as u64 + 7, items)
+                })
+                .collect();
+            let lists: Vec<(u64, &[u64])> = users.iter().map(|(u, s)| (*u, &s[..])).collect();
+            for k in [None, Some(1), Some(2), Some(3)] {
+                for renumber in [false, true] {
+                    let s = intern(raw(&lists));
+                    let labels = s.item_ids.clone();
+                    match finish(Path::new("t"), s, labels, &opts(k, renumber)) {
+                        Ok(out) => out
+                            .validate()
+                            .unwrap_or_else(|e| panic!("seed {seed}: {e}")),
+                        Err(e) => assert!(e.0.contains("no interactions are left"), "{e}"),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn kcore_that_empties_everything_is_an_error() {
         let s = intern(raw(&[(1, &[1, 2])]));

@@ -10,13 +10,23 @@
 //! skipped, CRLF and a UTF-8 BOM are tolerated. Timestamped inputs are sorted by (user, time),
 //! stable for ties, so users come out in ascending id order.
 //!
-//! `Auto` decides as follows (see [`detect`]):
+//! `Auto` decides as follows ([`detect`] returns the choice with its reason):
 //! 1. the file starts with the binary magic `PASASEQ\0` → `Binary`;
-//! 2. else, on the first non-blank line: it contains `::` → `MlDat`; it contains `,` → `Csv`;
+//! 2. else, if its first 64 KiB hold a NUL byte or invalid UTF-8 → an error: the file is neither
+//!    text nor a pasa binary file (a binary file with a damaged magic, say), and is not parsed
+//!    as text;
+//! 3. else, on the first non-blank line: it contains `::` → `MlDat`; it contains `,` → `Csv`;
 //!    it contains a tab and has exactly 4 whitespace-separated fields → `UData`;
-//! 3. else, if each of the first 8 non-blank lines has exactly 2 fields → `Pairs`, otherwise
-//!    `Lines`. (A one-user-per-line file whose first 8 users have one item each reads the
-//!    same either way.)
+//! 4. else, if more than half of the first 8 non-blank lines have exactly 2 fields → `Pairs`,
+//!    otherwise `Lines`. A majority rather than all 8, so that one bad line near the top of a
+//!    pairs file is reported as what it is instead of turning the file into one user per line.
+//!    (A one-user-per-line file whose first users mostly have a single item is read as pairs:
+//!    its first longer line is then an error that says so.)
+//!
+//! When a reader chosen this way fails on a line, the error names that line and ends with what
+//! was assumed and why: `data.txt:5: expected 2 fields (user item), found 3 (format
+//! auto-detected as pairs: 7 of the first 8 lines have 2 fields; pass --format lines for one
+//! user per line)`.
 //!
 //! # Item numbering
 //! After the optional k-core, let S be the set of input item ids that remain. If `renumber` is
@@ -30,11 +40,14 @@ mod binary;
 mod build;
 pub mod cli;
 mod detect;
+mod escape;
+mod overwrite;
 mod parse;
 mod scan;
 pub mod split;
 mod stats;
 pub mod synthetic;
+mod validate;
 
 use std::path::Path;
 
@@ -42,7 +55,7 @@ use crate::error::{Error, Result};
 
 pub use binary::{read_binary, write_binary, MAGIC, VERSION};
 pub use build::kcore;
-pub use detect::detect;
+pub use detect::{detect, Detected};
 pub use split::{eval_start, eval_window, train_start, window, Case, Split};
 pub use stats::Stats;
 pub use synthetic::{generate, SyntheticConfig};
@@ -101,36 +114,11 @@ impl Sequences {
             item_ids: (1..=num_items as u64).collect(),
         }
     }
-
-    /// Checks the invariants; the message says which one fails.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.offsets.first() != Some(&0) {
-            return Err("offsets must start at 0".into());
-        }
-        if self.offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err("offsets are not monotone".into());
-        }
-        if *self.offsets.last().unwrap() != self.items.len() {
-            return Err("the last offset is not the number of interactions".into());
-        }
-        if self.user_ids.len() != self.num_users() {
-            return Err("user_ids does not have one id per user".into());
-        }
-        if self.item_ids.len() != self.num_items {
-            return Err("item_ids does not have one id per item".into());
-        }
-        if let Some(&bad) = self
-            .items
-            .iter()
-            .find(|&&i| i == 0 || i as usize > self.num_items)
-        {
-            return Err(format!("item id {bad} is outside 1..={}", self.num_items));
-        }
-        Ok(())
-    }
 }
 
 /// Which reader to use. `Auto` picks one from the file's content (module docs).
+///
+/// The variants' doc comments are the `--format` help: plain text, no markup.
 #[derive(
     Debug,
     Clone,
@@ -144,20 +132,31 @@ impl Sequences {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
+    /// Detect the format from the content: the binary magic, else the first lines
     #[default]
     Auto,
-    /// `user item` per line, each user's lines contiguous and time-ordered.
+    /// user item per line, each user's lines together and in time order
     Pairs,
-    /// `user i1 i2 …`, one user per line.
+    /// user item1 item2 ..., one user per line, items in time order
     Lines,
-    /// MovieLens `ratings.dat`: `user::item::rating::timestamp`.
+    /// MovieLens ratings.dat: user::item::rating::timestamp
     MlDat,
-    /// MovieLens `u.data`: `user\titem\trating\ttimestamp`.
+    /// MovieLens u.data: user, item, rating and timestamp separated by tabs
     UData,
-    /// MovieLens `ratings.csv` with header `userId,movieId,rating,timestamp`.
+    /// MovieLens ratings.csv: the header userId,movieId,rating,timestamp, then one rating a line
     Csv,
-    /// This crate's binary file (see [`write_binary`]).
+    /// The binary file written by pasa data convert
     Binary,
+}
+
+impl Format {
+    /// The name `--format` takes: `ml-dat`, not `MlDat`.
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -171,14 +170,31 @@ pub struct LoadOptions {
 
 /// Reads any supported file into [`Sequences`], then applies k-core and numbering (module docs).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Sequences> {
+    load_detected(path, opts).map(|(seqs, _)| seqs)
+}
+
+/// [`load`], also returning what `Format::Auto` detected (`None` when the format was named),
+/// so that the caller can tell the user what was assumed.
+pub fn load_detected(path: &Path, opts: &LoadOptions) -> Result<(Sequences, Option<Detected>)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         return Err(Error::in_file(path, "is a directory, expected a data file"));
     }
-    let format = match opts.format {
-        Format::Auto => detect::detect_file(path)?,
-        f => f,
+    let detected = match opts.format {
+        Format::Auto => Some(detect::detect_file(path)?),
+        _ => None,
     };
+    let format = detected.as_ref().map_or(opts.format, |d| d.format);
+    let seqs = read_as(path, format, detected.as_ref(), opts)?;
+    Ok((seqs, detected))
+}
+
+fn read_as(
+    path: &Path,
+    format: Format,
+    detected: Option<&Detected>,
+    opts: &LoadOptions,
+) -> Result<Sequences> {
     if format == Format::Binary {
         let seqs = read_binary(path)?;
         if opts.kcore.is_none() && !opts.renumber {
@@ -188,11 +204,12 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Sequences> {
         return build::finish(path, seqs, labels, opts);
     }
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let src = parse::Source { path, detected };
     let raw = match format {
-        Format::Pairs => parse::pairs(path, &data)?,
-        Format::Lines => parse::lines(path, &data)?,
-        Format::MlDat | Format::UData | Format::Csv => parse::timed(path, &data, format)?,
-        Format::Auto | Format::Binary => unreachable!("resolved above"),
+        Format::Pairs => parse::pairs(&src, &data)?,
+        Format::Lines => parse::lines(&src, &data)?,
+        Format::MlDat | Format::UData | Format::Csv => parse::timed(&src, &data, format)?,
+        Format::Auto | Format::Binary => unreachable!("resolved by the caller"),
     };
     let seqs = build::intern(raw);
     let labels = seqs.item_ids.clone();

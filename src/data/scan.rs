@@ -1,5 +1,7 @@
 //! Byte-level scanning of text inputs: lines and integer fields, with no allocation per line.
 
+use super::escape;
+
 /// Lines of a byte buffer with 1-based numbers; strips `\n`, a trailing `\r` and a leading BOM.
 pub(crate) struct Lines<'a> {
     data: &'a [u8],
@@ -104,9 +106,9 @@ pub(crate) fn is_number(f: &[u8]) -> bool {
         .is_some()
 }
 
-/// Why `f` is not a valid id, for the error message.
+/// Why `f` is not a valid id, for the error message (the field escaped, see [`escape`]).
 pub(crate) fn bad_id(what: &str, f: &[u8]) -> String {
-    let shown = String::from_utf8_lossy(f);
+    let shown = escape::field(f);
     if f.is_empty() {
         format!("missing {what}")
     } else if f.starts_with(b"-") && parse_u64(&f[1..]).is_some() {
