@@ -2,7 +2,7 @@
 
 use crate::backend::cpu::Cpu;
 use crate::backend::cuda::{cuda_available, device_info, Cuda, MAX_HEAD_WIDTH};
-use crate::backend::Backend;
+use crate::backend::Memory;
 use crate::backend::{Activation, KernelKind};
 use crate::bench::{self, BenchPlan, BenchShape};
 use crate::checkpoint;
