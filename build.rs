@@ -101,6 +101,12 @@ fn main() {
         }
     }
 
+    // Tests that need the kernels are ignored (not passed) in a build without them.
+    println!("cargo::rustc-check-cfg=cfg(pasa_no_kernels)");
+    if built.is_empty() {
+        println!("cargo::rustc-cfg=pasa_no_kernels");
+    }
+
     let mut rs = String::new();
     rs.push_str("/// PTX target the kernels were compiled for.\n");
     rs.push_str(&format!("pub const ARCH: &str = {arch:?};\n"));

@@ -23,12 +23,9 @@
 //     choose the smallest bucket ≥ dh)
 //   grid   (ceil(n / BQ), H, B) with BQ = 32 for d32 and d64, BQ = 16 for d128
 //   block  128, shared memory: static only (dynamic = 0)
-//   params (const float* q, const float* k, const float* v, const float* pos,
-//           const float* u, const float* l, const unsigned* start,
-//           float* y, float* lse,
-//           int B, int n, int H, int dh, float scale,
-//           int score_kind, int u_kind, int u_heads, int l_kind, int l_heads,
-//           float dropout, unsigned long long seed)
+//   params (AttnFwdParams p)   by value, params.cuh: p.inputs (q, k, v, pos, u, l, start),
+//           p.y, p.lse, p.dims (B, n, H, dh, scale, score_kind, u/l kind and heads, dropout,
+//           seed; groups unused)
 //   writes every element of y and lse.
 //
 // attn_bwd_preprocess
@@ -46,14 +43,9 @@
 //   shared memory: dynamic, bytes = 4·(2·BK·DH + 2·DH·33 + BK·33 + 64)
 //          d32: 21 120 B, d64: 37 760 B, d128: 52 544 B → attn_bwd_d128 needs
 //          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set to ≥ 52 544 before launch
-//   params (const float* q, const float* k, const float* v, const float* pos,
-//           const float* u, const float* l, const unsigned* start,
-//           const float* dy, const float* lse, const float* D,
-//           float* dq, float* dk, float* dv,
-//           float* ws_du, float* ws_dl, float* ws_dpos,
-//           int B, int n, int H, int dh, float scale,
-//           int score_kind, int u_kind, int u_heads, int l_kind, int l_heads,
-//           float dropout, unsigned long long seed, int G)
+//   params (AttnBwdParams p)   by value, params.cuh: p.inputs as in the forward, p.dy,
+//           p.lse, p.delta (D), p.dq, p.dk, p.dv, p.ws_du, p.ws_dl, p.ws_dpos, p.dims with
+//           p.dims.groups = G
 //   dk, dv: overwritten (every element). dq: accumulated with atomicAdd across key tiles
 //   (zeroed by attn_bwd_preprocess); unused and may be null in positional mode (as may q, k).
 //   WORKSPACES ws_du (needed iff u_kind ≠ none), ws_dl (iff l_kind ≠ none), ws_dpos (iff
@@ -81,20 +73,20 @@
 // mix_fwd     (`mix` reading: out_j = Σ_{start ≤ m ≤ j} L_jm v_m per batch and head; do not
 //              launch when L is none — it is the identity)
 //   grid   (ceil(n / 32), H, B), block 128, static shared memory only
-//   params (const float* v, const float* l, const unsigned* start, float* out,
-//           int B, int n, int H, int dh, int l_kind, int l_heads)      dh ≤ 128
+//   params (MixFwdParams p)   by value, params.cuh: p.v, p.l, p.start, p.out,
+//           p.dims (B, n, H, dh, l_kind, l_heads)      dh ≤ 128
 //
 // mix_bwd     dv_m = Σ_{m ≤ j < n} L_jm dout_j (for m ≥ start, 0 below) and the dL partials
 //   grid   (ceil(n / 32), H, G), block 128, static shared memory only
-//   params (const float* v, const float* l, const unsigned* start, const float* dout,
-//           float* dv, float* ws_dl,
-//           int B, int n, int H, int dh, int l_kind, int l_heads, int G)   dh ≤ 128
+//   params (MixBwdParams p)   by value, params.cuh: p.v, p.l, p.start, p.dout, p.dv,
+//           p.ws_dl, p.dims, p.groups = G      dh ≤ 128
 //   dv overwritten. ws_dl: G·H·n(n+1)/2 floats, zeroed before, layout as above, holding
 //   ws_dl[g][h][tri_col(n, j, m)] += dout_j·v_m; reduce with attn_reduce_kernel_grad
 //   (layout = l_kind, out_heads = l_heads).
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 
 #include "common.cuh"
+#include "params.cuh"
 
 using namespace pasa;
 
@@ -107,20 +99,14 @@ constexpr int THREADS = 128;  // 4 warps in every attention kernel
 constexpr int WARPS = THREADS / 32;
 constexpr int SCORE_CONTENT = 0;
 
-// Per-call constants shared by forward and backward.
-struct AttnArgs {
-    int B, n, H, dh;
-    float scale;
-    int score_kind, u_kind, u_heads, l_kind, l_heads;
-    float dropout;
-    unsigned long long seed;
-};
+// Per-call constants shared by forward and backward: AttnDims of params.cuh.
+using AttnArgs = AttnDims;
 
 // Dropout multiplier m_ij of probability (b, h, i, j): 0 or 1/(1−p); 1 when dropout is off.
 __device__ __forceinline__ float dropout_mult(const AttnArgs& a, int b, int h, int i, int j,
                                               float inv_keep) {
     if (a.dropout <= 0.0f) return 1.0f;
-    return keep(a.seed, attn_dropout_index(b, h, i, j, a.H, a.n), a.dropout) ? inv_keep : 0.0f;
+    return keep(a.seed, attn_dropout_index(b, h, i, j, a.heads, a.n), a.dropout) ? inv_keep : 0.0f;
 }
 
 // ═════════════════════════════════════════════════════════════════════════════════════════════
@@ -148,7 +134,7 @@ __device__ __forceinline__ void attn_fwd_impl(const float* __restrict__ q,
 
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BQ;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int n = a.n, W = a.H * a.dh, st = (int)start[b];
+    const int n = a.n, W = a.heads * a.dh, st = (int)start[b];
     const bool content = a.score_kind == SCORE_CONTENT;
     const size_t base = (size_t)b * n * W + (size_t)h * a.dh;  // (b, i, h, d) at base + i·W + d
     const float* uh = kernel_head(u, a.u_kind, a.u_heads, h, n);
@@ -246,7 +232,7 @@ __device__ __forceinline__ void attn_fwd_impl(const float* __restrict__ q,
             if (d < a.dh) y[base + (size_t)i * W + d] = row_valid ? acc[r][t] * inv_l : 0.0f;
         }
         if (lane == 0)
-            lse[((size_t)b * a.H + h) * n + i] = row_valid ? m[r] + logf(lsum[r]) : 0.0f;
+            lse[((size_t)b * a.heads + h) * n + i] = row_valid ? m[r] + logf(lsum[r]) : 0.0f;
     }
 }
 
@@ -266,7 +252,7 @@ __device__ __forceinline__ void attn_bwd_impl(
     const unsigned* __restrict__ start, const float* __restrict__ dy,
     const float* __restrict__ lse, const float* __restrict__ Dvec, float* __restrict__ dq,
     float* __restrict__ dk, float* __restrict__ dv, float* __restrict__ ws_du,
-    float* __restrict__ ws_dl, float* __restrict__ ws_dpos, const AttnArgs a, const int G) {
+    float* __restrict__ ws_dl, float* __restrict__ ws_dpos, const AttnArgs a) {
     constexpr int BK = WARPS * R, BQ = 32, T = DH / 32, LD = BQ + 1;
     PASA_DYNAMIC_SMEM(float, smem);
     float* k_s = smem;               // [BK][DH]
@@ -279,19 +265,19 @@ __device__ __forceinline__ void attn_bwd_impl(
 
     const int h = blockIdx.y, g = blockIdx.z, k0 = blockIdx.x * BK;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int n = a.n, W = a.H * a.dh;
+    const int n = a.n, W = a.heads * a.dh;
     const bool content = a.score_kind == SCORE_CONTENT;
     const float* uh = kernel_head(u, a.u_kind, a.u_heads, h, n);
     const float* lh = kernel_head(l, a.l_kind, a.l_heads, h, n);
     const float* posh = content ? nullptr : pos + (size_t)h * n * n;
     const float inv_keep = a.dropout > 0.0f ? 1.0f / (1.0f - a.dropout) : 1.0f;
     const size_t T_tri = (size_t)n * (n + 1) / 2;
-    const size_t wsbase = ((size_t)g * a.H + h) * T_tri;
+    const size_t wsbase = ((size_t)g * a.heads + h) * T_tri;
 
-    for (int b = g; b < a.B; b += G) {
+    for (int b = g; b < a.batch; b += a.groups) {
         const int st = (int)start[b];
         const size_t base = (size_t)b * n * W + (size_t)h * a.dh;
-        const size_t rowbase = ((size_t)b * a.H + h) * n;  // lse / D of row i at rowbase + i
+        const size_t rowbase = ((size_t)b * a.heads + h) * n;  // lse / D of row i at rowbase + i
 
         __syncthreads();  // the previous batch is done with k_s / v_s
         for (int idx = tid; idx < BK * DH; idx += THREADS) {
@@ -417,14 +403,9 @@ __device__ __forceinline__ void attn_bwd_impl(
 
 // ─── attn_fwd ───────────────────────────────────────────────────────────────────────────────
 #define PASA_ATTN_FWD(NAME, DH, R)                                                               \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(                                \
-        const float* q, const float* k, const float* v, const float* pos, const float* u,        \
-        const float* l, const unsigned* start, float* y, float* lse, int B, int n, int H,        \
-        int dh, float scale, int score_kind, int u_kind, int u_heads, int l_kind, int l_heads,   \
-        float dropout, unsigned long long seed) {                                                \
-        const AttnArgs a{B, n, H, dh, scale, score_kind, u_kind, u_heads, l_kind, l_heads,       \
-                         dropout, seed};                                                         \
-        attn_fwd_impl<DH, R>(q, k, v, pos, u, l, start, y, lse, a);                              \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(const AttnFwdParams p) {       \
+        const AttnIn& in = p.inputs;                                                             \
+        attn_fwd_impl<DH, R>(in.q, in.k, in.v, in.pos, in.u, in.l, in.start, p.y, p.lse, p.dims); \
     }
 PASA_ATTN_FWD(attn_fwd_d32, 32, 8)
 PASA_ATTN_FWD(attn_fwd_d64, 64, 8)
@@ -450,16 +431,10 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // ─── attn_bwd ───────────────────────────────────────────────────────────────────────────────
 #define PASA_ATTN_BWD(NAME, DH, R)                                                               \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(                                \
-        const float* q, const float* k, const float* v, const float* pos, const float* u,        \
-        const float* l, const unsigned* start, const float* dy, const float* lse,                \
-        const float* D, float* dq, float* dk, float* dv, float* ws_du, float* ws_dl,             \
-        float* ws_dpos, int B, int n, int H, int dh, float scale, int score_kind, int u_kind,    \
-        int u_heads, int l_kind, int l_heads, float dropout, unsigned long long seed, int G) {   \
-        const AttnArgs a{B, n, H, dh, scale, score_kind, u_kind, u_heads, l_kind, l_heads,       \
-                         dropout, seed};                                                         \
-        attn_bwd_impl<DH, R>(q, k, v, pos, u, l, start, dy, lse, D, dq, dk, dv, ws_du, ws_dl,    \
-                             ws_dpos, a, G);                                                     \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(const AttnBwdParams p) {       \
+        const AttnIn& in = p.inputs;                                                             \
+        attn_bwd_impl<DH, R>(in.q, in.k, in.v, in.pos, in.u, in.l, in.start, p.dy, p.lse,       \
+                             p.delta, p.dq, p.dk, p.dv, p.ws_du, p.ws_dl, p.ws_dpos, p.dims);    \
     }
 PASA_ATTN_BWD(attn_bwd_d32, 32, 8)
 PASA_ATTN_BWD(attn_bwd_d64, 64, 8)
@@ -524,9 +499,13 @@ constexpr int MIX_ROWS = 8, MIX_TILE = WARPS * MIX_ROWS, MIX_DH = 128, MIX_T = M
 
 // out_j = Σ_{start ≤ m ≤ j} L_jm v_m
 extern "C" __global__ void __launch_bounds__(THREADS)
-    mix_fwd(const float* __restrict__ v, const float* __restrict__ l,
-            const unsigned* __restrict__ start, float* __restrict__ out, int B, int n, int H,
-            int dh, int l_kind, int l_heads) {
+    mix_fwd(const MixFwdParams p) {
+    const float* __restrict__ v = p.v;
+    const float* __restrict__ l = p.l;
+    const unsigned* __restrict__ start = p.start;
+    float* __restrict__ out = p.out;
+    const int n = p.dims.n, H = p.dims.heads, dh = p.dims.dh;
+    const int l_kind = p.dims.l_kind, l_heads = p.dims.l_heads;
     __shared__ float v_s[32][MIX_DH];  // rows m of the current tile
     const int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * MIX_TILE;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -580,10 +559,15 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 
 // dv_m = Σ_{j ≥ m} L_jm dout_j (m ≥ start), ws_dl[g][h][tri_col(n, j, m)] += dout_j·v_m
 extern "C" __global__ void __launch_bounds__(THREADS)
-    mix_bwd(const float* __restrict__ v, const float* __restrict__ l,
-            const unsigned* __restrict__ start, const float* __restrict__ dout,
-            float* __restrict__ dv, float* __restrict__ ws_dl, int B, int n, int H, int dh,
-            int l_kind, int l_heads, int G) {
+    mix_bwd(const MixBwdParams p) {
+    const float* __restrict__ v = p.v;
+    const float* __restrict__ l = p.l;
+    const unsigned* __restrict__ start = p.start;
+    const float* __restrict__ dout = p.dout;
+    float* __restrict__ dv = p.dv;
+    float* __restrict__ ws_dl = p.ws_dl;
+    const int B = p.dims.batch, n = p.dims.n, H = p.dims.heads, dh = p.dims.dh;
+    const int l_kind = p.dims.l_kind, l_heads = p.dims.l_heads, G = p.groups;
     constexpr int LD = 33;
     __shared__ float v_s[MIX_TILE][MIX_DH];   // own rows m
     __shared__ float doutT[MIX_DH][LD];       // rows j of the current tile, transposed

@@ -76,16 +76,16 @@ step() {  # step NAME COMMAND...
   tail -n 5 "$logs/log.$name"
 }
 
-# Parity skips without a usable GPU, which would read as a pass: fail loudly instead (the
-# probe says why; PASA_REQUIRE_GPU makes every parity test fail rather than skip). The
-# end-to-end parity test runs the packed binary.
+# Parity reports its tests ignored without a usable GPU: fail loudly instead (the probe says
+# why; PASA_REQUIRE_GPU makes every parity test fail rather than be ignored). The end-to-end
+# parity test runs the packed binary.
 export PASA_REQUIRE_GPU=1 PASA_BIN="$here/pasa"
 probe() {
   local out
   local status=0
   out="$(./parity --nocapture memory_fill_axpy_and_sums 2>&1)" || status=$?
   echo "$out"
-  case "$out" in *"parity skipped"*) return 1 ;; esac
+  case "$out" in *"no usable GPU"*) return 1 ;; esac
   return "$status"
 }
 check() {

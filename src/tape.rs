@@ -239,7 +239,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// out = x + bias, the bias broadcast over the leading rows of x.
     pub fn add_bias(&mut self, x: Tid, bias: Tid) -> Tid {
         let mut out = self.b.zeros(self.len(x));
-        self.b.axpy(1.0, self.view(x), out.view_mut());
+        self.b.copy(self.view(x), out.view_mut());
         self.b.bias_add(out.view_mut(), self.view(bias));
         let out = self.push(out, self.shapes[x].clone());
         self.record(Op::AddBias { x, bias, out });
@@ -249,7 +249,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     pub fn add(&mut self, a: Tid, b: Tid) -> Tid {
         assert_eq!(self.len(a), self.len(b), "add: shapes differ");
         let mut out = self.b.zeros(self.len(a));
-        self.b.axpy(1.0, self.view(a), out.view_mut());
+        self.b.copy(self.view(a), out.view_mut());
         self.b.axpy(1.0, self.view(b), out.view_mut());
         let out = self.push(out, self.shapes[a].clone());
         self.record(Op::Add { a, b, out });
@@ -307,7 +307,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// Zero the rows of padded slots of x `[batch·n, cols]`.
     pub fn row_mask(&mut self, x: Tid, start: IntId, n: usize) -> Tid {
         let mut y = self.b.zeros(self.len(x));
-        self.b.axpy(1.0, self.view(x), y.view_mut());
+        self.b.copy(self.view(x), y.view_mut());
         self.b.row_mask(y.view_mut(), &self.ints[start.0], n);
         let out = self.push(y, self.shapes[x].clone());
         self.record(Op::RowMask { x, start, n, out });
@@ -575,7 +575,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             }
             Op::Add { a, b: bt, .. } => {
                 let mut ga = self.zeros_like(*a);
-                b.axpy(1.0, gv, ga.view_mut());
+                b.copy(gv, ga.view_mut());
                 self.acc(grads, pg, *a, ga);
                 self.acc(grads, pg, *bt, gout);
             }

@@ -1,284 +1,61 @@
-//! The one seam between devices: descriptors of the ops shared by every backend.
+//! The one seam between devices: one trait per op family, implemented by every backend.
+//!
+//! Each family has the same name in every layer: the trait here, `cpu/<family>.rs` (the
+//! reference, on slices), `cuda/<family>.rs` (the launchers) and `kernels/<family>.cu` (the
+//! CUDA kernels). The README's "Ops" table maps every op to its file in each.
+//!
+//! | family      | ops                                                                  |
+//! |-------------|----------------------------------------------------------------------|
+//! | [`Memory`]    | buffers, upload/download, fill, copy, axpy, sum of squares        |
+//! | [`Dense`]     | GEMM (cuBLAS on the GPU), bias add, column sums                   |
+//! | [`Norm`]      | layer norm                                                        |
+//! | [`Pointwise`] | activations, dropout, padding-row masks, rotary embedding         |
+//! | [`Embedding`] | table lookup and its scatter-add                                  |
+//! | [`Attention`] | the fused attention (`weight` reading) and the `mix` reading      |
+//! | [`Loss`]      | softmax cross-entropy, BCE with a sampled negative                |
+//! | [`Optim`]     | Adam over the flat parameter buffer                               |
+//!
+//! Generic code takes `B: Backend` (every family at once) and calls `b.gemm(…)`; code that
+//! names a concrete backend (tests, benches) imports the traits with
+//! `use pasa::backend::prelude::*`.
+//!
+//! Outputs are overwritten unless the doc says "accumulates". Shapes are given explicitly;
+//! every tensor is row-major. Index tensors (item ids, targets, window starts) are u32.
 
 pub mod cpu;
 pub mod cuda;
+mod shape;
+mod view;
+
+pub use shape::*;
+pub use view::*;
+
+/// Every family trait, for code that calls ops on a concrete backend.
+pub mod prelude {
+    pub use super::{
+        Attention, Backend, Dense, DeviceBuf, Embedding, Loss, Memory, Norm, Optim, Pointwise,
+    };
+}
 
 /// The largest count of windows (batch), heads or positions (n) one kernel launch can take:
 /// CUDA limits the y and z grid dimensions, which the attention kernels spend on them, to
 /// 65535 blocks. Configurations are checked against it on every device alike.
 pub const MAX_GRID_YZ: usize = 65535;
 
-/// How a positional kernel (U or L) is parametrised. DESIGN §1.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum KernelKind {
-    /// U ≡ 1; L ≡ 1 (`weight`) or L = I (`mix`). No parameters.
-    None,
-    /// A free lower-triangular n×n matrix, packed by rows: element (i, j), j ≤ i, sits at
-    /// `i(i+1)/2 + j`.
-    Full,
-    /// One value per distance: K_ij = t[i − j].
-    Toeplitz,
+/// A device with every op family: what the tape, the models, the optimiser and the training
+/// loop are written against. Implemented for every type that implements the families.
+pub trait Backend:
+    Memory + Dense + Norm + Pointwise + Embedding + Attention + Loss + Optim
+{
 }
 
-impl KernelKind {
-    /// Number of parameters per head for a window of length `n`.
-    pub fn len(self, n: usize) -> usize {
-        match self {
-            KernelKind::None => 0,
-            KernelKind::Full => n * (n + 1) / 2,
-            KernelKind::Toeplitz => n,
-        }
-    }
-    /// Index of K_ij (j ≤ i) in one head's parameters.
-    #[inline]
-    pub fn index(self, i: usize, j: usize) -> usize {
-        match self {
-            KernelKind::None => 0,
-            KernelKind::Full => i * (i + 1) / 2 + j,
-            KernelKind::Toeplitz => i - j,
-        }
-    }
+impl<B> Backend for B where
+    B: Memory + Dense + Norm + Pointwise + Embedding + Attention + Loss + Optim
+{
 }
 
-/// Where the attention scores come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScoreSource {
-    /// c_ij = q_i·k_j / √dₕ.
-    Content,
-    /// c_ij = P[h][i][j] / √dₕ (PARec / FPARec); Q and K are not used.
-    Positional,
-}
-
-/// Shape and options of one fused attention call (DESIGN §1–2, `weight` reading).
-///
-/// Layouts (all row-major f32):
-/// - q, k, v, y, dq, dk, dv: `[batch, n, heads·dh]`; head h owns columns `h·dh..(h+1)·dh`.
-/// - pos (positional scores) and dpos: `[heads, n, n]`, only j ≤ i is read / written
-///   (the rest of dpos is written as 0).
-/// - u, du: `[u_heads, u.len(n)]`; l, dl: `[l_heads, l.len(n)]`. A kernel with
-///   `*_heads == 1` is shared by all heads; otherwise `*_heads == heads`.
-/// - start: `[batch]`, the number of left-padding slots of each window: positions
-///   `j < start[b]` are padding. Padded query rows output 0 and lse 0.
-/// - lse: `[batch, heads, n]`, the log-sum-exp of the modulated scores of each row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AttnShape {
-    pub batch: usize,
-    pub n: usize,
-    pub heads: usize,
-    pub dh: usize,
-    pub score: ScoreSource,
-    pub u: KernelKind,
-    pub u_heads: usize,
-    pub l: KernelKind,
-    pub l_heads: usize,
-    /// Dropout probability on the attention probabilities (0 = off).
-    pub dropout: f32,
-    /// Seed of the dropout mask; element (b, h, i, j) uses counter `((b·H + h)·n + i)·n + j`.
-    pub seed: u64,
-}
-
-impl AttnShape {
-    pub fn width(&self) -> usize {
-        self.heads * self.dh
-    }
-    pub fn scale(&self) -> f32 {
-        1.0 / (self.dh as f32).sqrt()
-    }
-    /// Counter of the dropout draw of probability (b, h, i, j).
-    #[inline]
-    pub fn dropout_index(&self, b: usize, h: usize, i: usize, j: usize) -> u64 {
-        (((b * self.heads + h) * self.n + i) * self.n + j) as u64
-    }
-}
-
-/// Shape of the `mix` reading's value mixing V' = L·V along positions (per batch and head).
-/// l, dl: `[l_heads, l.len(n)]`; v, out: `[batch, n, heads·dh]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MixShape {
-    pub batch: usize,
-    pub n: usize,
-    pub heads: usize,
-    pub dh: usize,
-    pub l: KernelKind,
-    pub l_heads: usize,
-}
-
-/// A window into a device buffer: `len` elements from `off`.
-pub struct View<'a, T> {
-    pub buf: &'a T,
-    pub off: usize,
-    pub len: usize,
-}
-
-impl<T> Clone for View<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for View<'_, T> {}
-
-/// A mutable window into a device buffer.
-pub struct ViewMut<'a, T> {
-    pub buf: &'a mut T,
-    pub off: usize,
-    pub len: usize,
-}
-
-impl<'a, T> ViewMut<'a, T> {
-    /// Reborrow, so one output can be passed to several calls in turn.
-    pub fn rb(&mut self) -> ViewMut<'_, T> {
-        ViewMut {
-            buf: self.buf,
-            off: self.off,
-            len: self.len,
-        }
-    }
-}
-
-/// A buffer of elements on some device.
-pub trait DeviceBuf {
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    fn view(&self) -> View<'_, Self>
-    where
-        Self: Sized,
-    {
-        View {
-            buf: self,
-            off: 0,
-            len: self.len(),
-        }
-    }
-    fn view_mut(&mut self) -> ViewMut<'_, Self>
-    where
-        Self: Sized,
-    {
-        let len = self.len();
-        ViewMut {
-            buf: self,
-            off: 0,
-            len,
-        }
-    }
-    fn slice(&self, off: usize, len: usize) -> View<'_, Self>
-    where
-        Self: Sized,
-    {
-        assert!(
-            off + len <= self.len(),
-            "view {off}+{len} past {}",
-            self.len()
-        );
-        View {
-            buf: self,
-            off,
-            len,
-        }
-    }
-    fn slice_mut(&mut self, off: usize, len: usize) -> ViewMut<'_, Self>
-    where
-        Self: Sized,
-    {
-        assert!(
-            off + len <= self.len(),
-            "view {off}+{len} past {}",
-            self.len()
-        );
-        ViewMut {
-            buf: self,
-            off,
-            len,
-        }
-    }
-}
-
-/// A row-major (batched) matrix product `C = alpha·op(A)·op(B) + beta·C`.
-///
-/// op(A) is `[m, k]` (A stored `[k, m]` when `trans_a`), op(B) is `[k, n]` (B stored `[n, k]`
-/// when `trans_b`), C is `[m, n]`. Batches are `stride_*` elements apart (0 broadcasts).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gemm {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub trans_a: bool,
-    pub trans_b: bool,
-    pub alpha: f32,
-    pub beta: f32,
-    pub batch: usize,
-    pub stride_a: usize,
-    pub stride_b: usize,
-    pub stride_c: usize,
-}
-
-impl Gemm {
-    /// One unbatched product with alpha 1, beta 0.
-    pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            trans_a,
-            trans_b,
-            alpha: 1.0,
-            beta: 0.0,
-            batch: 1,
-            stride_a: m * k,
-            stride_b: k * n,
-            stride_c: m * n,
-        }
-    }
-    /// Accumulate into C (beta = 1).
-    pub fn accumulate(mut self) -> Self {
-        self.beta = 1.0;
-        self
-    }
-    pub fn batched(mut self, batch: usize, sa: usize, sb: usize, sc: usize) -> Self {
-        self.batch = batch;
-        self.stride_a = sa;
-        self.stride_b = sb;
-        self.stride_c = sc;
-        self
-    }
-}
-
-/// Pointwise activation of the feed-forward block.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Relu,
-    /// tanh approximation: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
-    Gelu,
-}
-
-/// One Adam step over a flat parameter buffer (DESIGN §1: β 0.9/0.98).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamStep {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    /// Decoupled weight decay (AdamW), 0 = off.
-    pub weight_decay: f32,
-    /// 1-based step, for the bias corrections.
-    pub step: u32,
-    /// Multiplies every gradient first (global-norm clipping: min(1, max_norm/‖g‖)).
-    pub grad_scale: f32,
-}
-
-/// Every op the models need, forward and backward, on one device.
-///
-/// Outputs are overwritten unless the doc says "accumulates". Shapes are given explicitly;
-/// every tensor is row-major. Index tensors (item ids, targets, window starts) are u32.
-pub trait Backend {
+/// The device itself and its buffers.
+pub trait Memory {
     type Buf: DeviceBuf + Send + Sync;
     type IBuf: Send + Sync;
 
@@ -289,27 +66,30 @@ pub trait Backend {
     /// completes before it returns (the CPU).
     fn synchronize(&self) {}
 
-    // --- memory ---
     fn zeros(&self, len: usize) -> Self::Buf;
     fn upload(&self, data: &[f32]) -> Self::Buf;
     fn upload_u32(&self, data: &[u32]) -> Self::IBuf;
     fn download(&self, x: View<Self::Buf>) -> Vec<f32>;
     fn fill(&self, x: ViewMut<Self::Buf>, value: f32);
+    /// dst = src; the two have the same length.
+    fn copy(&self, src: View<Self::Buf>, dst: ViewMut<Self::Buf>);
     /// y += alpha·x.
     fn axpy(&self, alpha: f32, x: View<Self::Buf>, y: ViewMut<Self::Buf>);
     /// Σ x² (for the global gradient norm).
     fn sum_squares(&self, x: View<Self::Buf>) -> f64;
-    /// Σ x.
-    fn sum(&self, x: View<Self::Buf>) -> f64;
+}
 
-    // --- dense ---
+/// Matrix products and the bias ops around them.
+pub trait Dense: Memory {
     fn gemm(&self, g: &Gemm, a: View<Self::Buf>, b: View<Self::Buf>, c: ViewMut<Self::Buf>);
     /// x[r, c] += bias[c] for x of `[rows, bias.len]`.
     fn bias_add(&self, x: ViewMut<Self::Buf>, bias: View<Self::Buf>);
     /// out[c] = Σ_r x[r, c]; `out.len` columns.
     fn col_sum(&self, x: View<Self::Buf>, out: ViewMut<Self::Buf>);
+}
 
-    // --- normalisation and pointwise ---
+/// Layer normalisation.
+pub trait Norm: Memory {
     /// Row-wise layer norm over `cols`; saves the row mean and reciprocal std.
     #[allow(clippy::too_many_arguments)]
     fn layernorm_fwd(
@@ -335,6 +115,10 @@ pub trait Backend {
         dgamma: ViewMut<Self::Buf>,
         dbeta: ViewMut<Self::Buf>,
     );
+}
+
+/// Elementwise and row-wise maps.
+pub trait Pointwise: Memory {
     fn act_fwd(&self, act: Activation, x: View<Self::Buf>, y: ViewMut<Self::Buf>);
     fn act_bwd(
         &self,
@@ -360,8 +144,10 @@ pub trait Backend {
         inverse: bool,
         y: ViewMut<Self::Buf>,
     );
+}
 
-    // --- embeddings ---
+/// Table lookups.
+pub trait Embedding: Memory {
     /// out[r] = scale·table[ids[r]] for `cols`-wide rows.
     fn embedding_fwd(
         &self,
@@ -380,8 +166,11 @@ pub trait Backend {
         scale: f32,
         dtable: ViewMut<Self::Buf>,
     );
+}
 
-    // --- attention (layouts in AttnShape / MixShape) ---
+/// The fused attention and the `mix` reading (layouts and length checks in [`AttnShape`] and
+/// [`MixShape`]).
+pub trait Attention: Memory {
     fn attention_fwd(
         &self,
         s: &AttnShape,
@@ -420,8 +209,10 @@ pub trait Backend {
         dv: ViewMut<Self::Buf>,
         dl: ViewMut<Self::Buf>,
     );
+}
 
-    // --- losses ---
+/// The training losses.
+pub trait Loss: Memory {
     /// Softmax cross-entropy per row of `[rows, vocab]` logits. Column 0 is the padding item
     /// and never a class; a target of 0 is ignored (loss 0). Writes loss and lse per row.
     fn cross_entropy_fwd(
@@ -491,8 +282,10 @@ pub trait Backend {
         dh: ViewMut<Self::Buf>,
         dtable: ViewMut<Self::Buf>,
     );
+}
 
-    // --- optimiser ---
+/// The optimiser step.
+pub trait Optim: Memory {
     fn adam(
         &self,
         step: &AdamStep,
@@ -501,26 +294,6 @@ pub trait Backend {
         m: ViewMut<Self::Buf>,
         v: ViewMut<Self::Buf>,
     );
-}
-
-/// The inputs of the attention forward and backward (None where the configuration has none).
-pub struct AttnInputs<'a, T> {
-    pub q: Option<View<'a, T>>,
-    pub k: Option<View<'a, T>>,
-    pub v: View<'a, T>,
-    pub pos: Option<View<'a, T>>,
-    pub u: Option<View<'a, T>>,
-    pub l: Option<View<'a, T>>,
-}
-
-/// The gradients the attention backward overwrites (None where not wanted).
-pub struct AttnGrads<'a, T> {
-    pub dq: Option<ViewMut<'a, T>>,
-    pub dk: Option<ViewMut<'a, T>>,
-    pub dv: ViewMut<'a, T>,
-    pub dpos: Option<ViewMut<'a, T>>,
-    pub du: Option<ViewMut<'a, T>>,
-    pub dl: Option<ViewMut<'a, T>>,
 }
 
 /// The negative item for row `r` of the BCE loss: uniform over 1..vocab, never the target
@@ -537,10 +310,3 @@ pub fn sample_negative(seed: u64, row: usize, target: u32, vocab: usize) -> u32 
     // 16 hits in a row of a 1-in-`items` event: take the neighbour.
     1 + (target % items as u32)
 }
-
-impl<T> Clone for AttnInputs<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for AttnInputs<'_, T> {}

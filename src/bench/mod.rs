@@ -247,6 +247,7 @@ mod tests {
     use super::*;
     use crate::backend::cpu::Cpu;
     use crate::backend::cuda::Cuda;
+    use crate::backend::Memory;
 
     #[test]
     fn timing_summarises_odd_and_even_counts() {
@@ -259,7 +260,7 @@ mod tests {
     fn both_backends_synchronize() {
         Cpu::<f32>::new().synchronize();
         // The CUDA one only compiles here unless a GPU is present.
-        let _: fn(&Cuda) = <Cuda as Backend>::synchronize;
+        let _: fn(&Cuda) = <Cuda as Memory>::synchronize;
         if let Ok(c) = Cuda::new(0) {
             c.synchronize();
         }

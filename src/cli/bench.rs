@@ -1,6 +1,6 @@
 //! `pasa bench`: time the fused attention and whole training steps on one device.
 
-use crate::backend::Backend;
+use crate::backend::Memory;
 use crate::bench::{self, BenchPlan, BenchShape};
 use crate::device::{Device, DeviceArg};
 use crate::error::Result;

@@ -2,7 +2,7 @@
 //! with a checkpoint.
 
 use super::value_name;
-use crate::backend::Backend;
+use crate::backend::Memory;
 use crate::data::split::Split;
 use crate::data::Format;
 use crate::device::{Device, DeviceArg};

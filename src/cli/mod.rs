@@ -9,7 +9,7 @@ mod train;
 
 use crate::backend::cpu::Cpu;
 use crate::backend::cuda::device_info;
-use crate::backend::Backend;
+use crate::backend::Memory;
 use crate::data::cli::DataCommand;
 use crate::error::Result;
 use crate::models::PRESETS;

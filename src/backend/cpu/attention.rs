@@ -9,7 +9,11 @@
 use rayon::prelude::*;
 
 use super::real::Real;
-use crate::backend::{AttnShape, KernelKind, MixShape, ScoreSource};
+use super::{opt, opt_mut, s as sl, sm, Cpu};
+use crate::backend::{
+    Attention, AttnGrads, AttnInputs, AttnLens, AttnShape, KernelKind, MixShape, ScoreSource, View,
+    ViewMut,
+};
 
 /// Upper bound on the number of batch groups whose kernel-gradient partials are kept apart.
 /// Fixed (not the thread count) so that gradients are bitwise reproducible on any machine.
@@ -163,35 +167,23 @@ fn inv_keep<T: Real>(s: &AttnShape) -> T {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_attn_inputs<T: Real>(
-    s: &AttnShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    pos: &[T],
-    u: &[T],
-    l: &[T],
-    start: &[u32],
-) {
-    let act = s.batch * s.n * s.width();
-    assert_eq!(v.len(), act, "v length");
-    assert_eq!(start.len(), s.batch, "start length");
-    match s.score {
-        ScoreSource::Content => {
-            assert_eq!(q.len(), act, "q length");
-            assert_eq!(k.len(), act, "k length");
-        }
-        ScoreSource::Positional => assert_eq!(pos.len(), s.heads * s.n * s.n, "pos length"),
+/// The lengths of six slices, for the shape checks of [`AttnShape`].
+fn lens<T>(q: &[T], k: &[T], v: &[T], pos: &[T], u: &[T], l: &[T]) -> AttnLens {
+    AttnLens {
+        q: q.len(),
+        k: k.len(),
+        v: v.len(),
+        pos: pos.len(),
+        u: u.len(),
+        l: l.len(),
     }
-    assert!(s.u_heads == 1 || s.u_heads == s.heads, "u_heads");
-    assert!(s.l_heads == 1 || s.l_heads == s.heads, "l_heads");
-    if s.u != KernelKind::None {
-        assert_eq!(u.len(), s.u_heads * s.u.len(s.n), "u length");
-    }
-    if s.l != KernelKind::None {
-        assert_eq!(l.len(), s.l_heads * s.l.len(s.n), "l length");
-    }
+}
+
+/// A gradient the configuration has no use for: written 0 (the contract of every backend)
+/// and then treated as absent.
+fn unused<T: Real>(g: &mut [T]) -> &mut [T] {
+    g.fill(T::ZERO);
+    &mut []
 }
 
 /// Per-window scratch rows, allocated once per task.
@@ -265,10 +257,8 @@ pub fn attention_forward<T: Real>(
     y: &mut [T],
     lse: &mut [T],
 ) {
-    check_attn_inputs(s, q, k, v, pos, u, l, start);
+    s.check_forward(&lens(q, k, v, pos, u, l), start.len(), y.len(), lse.len());
     let (n, w, dh, heads) = (s.n, s.width(), s.dh, s.heads);
-    assert_eq!(y.len(), s.batch * n * w, "y length");
-    assert_eq!(lse.len(), s.batch * heads * n, "lse length");
     if s.batch == 0 || n == 0 || w == 0 {
         y.fill(T::ZERO);
         lse.fill(T::ZERO);
@@ -325,10 +315,11 @@ struct Partial<T> {
     dl: Vec<T>,
 }
 
-/// Backward. Overwrites (does not accumulate) every gradient slice it is given.
-/// dq, dk: [B,n,H*dh] (empty slices when score is Positional); dv like v;
-/// dpos [H,n,n] (empty when score is Content; upper part j>i written 0);
-/// du [u_heads, u.len(n)] (empty when u is None); dl likewise for l.
+/// Backward. Overwrites (does not accumulate) every gradient slice it is given; an empty
+/// slice is a gradient not wanted, and one the configuration has no use for is written 0
+/// (lengths: [`AttnShape::check_backward`]).
+/// dq, dk: [B,n,H*dh] (content scores); dv like v; dpos [H,n,n] (positional scores; upper
+/// part j>i written 0); du [u_heads, u.len(n)]; dl likewise for l.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Real>(
     s: &AttnShape,
@@ -349,33 +340,42 @@ pub fn attention_backward<T: Real>(
     du: &mut [T],
     dl: &mut [T],
 ) {
-    check_attn_inputs(s, q, k, v, pos, u, l, start);
+    s.check_backward(
+        &lens(q, k, v, pos, u, l),
+        start.len(),
+        y.len(),
+        lse.len(),
+        dy.len(),
+        &lens(dq, dk, dv, dpos, du, dl),
+    );
     let (n, w, dh, heads) = (s.n, s.width(), s.dh, s.heads);
-    let act = s.batch * n * w;
-    assert_eq!(y.len(), act, "y length");
-    assert_eq!(dy.len(), act, "dy length");
-    assert_eq!(lse.len(), s.batch * heads * n, "lse length");
-    assert_eq!(dv.len(), act, "dv length");
+    let act = s.act_len();
+    let want = s.lens();
     let content = s.score == ScoreSource::Content;
-    if content {
-        assert_eq!(dq.len(), act, "dq length");
-        assert_eq!(dk.len(), act, "dk length");
+    // Gradients the configuration has no use for are written 0 and then left alone.
+    let (dq, dk) = if content {
+        (dq, dk)
     } else {
-        assert_eq!(dpos.len(), heads * n * n, "dpos length");
-    }
-    let du_len = if s.u == KernelKind::None {
-        0
-    } else {
-        s.u_heads * s.u.len(n)
+        (unused(dq), unused(dk))
     };
-    let dl_len = if s.l == KernelKind::None {
-        0
+    let dpos = if content { unused(dpos) } else { dpos };
+    let du = if want.u == 0 { unused(du) } else { du };
+    let dl = if want.l == 0 { unused(dl) } else { dl };
+    // Content scores need somewhere to put dq and dk even when the caller does not want them.
+    let (mut dq_tmp, mut dk_tmp) = (Vec::new(), Vec::new());
+    let dq = if content && dq.is_empty() {
+        dq_tmp.resize(act, T::ZERO);
+        &mut dq_tmp[..]
     } else {
-        s.l_heads * s.l.len(n)
+        dq
     };
-    assert_eq!(du.len(), du_len, "du length");
-    assert_eq!(dl.len(), dl_len, "dl length");
-    let dpos_len = if content { 0 } else { heads * n * n };
+    let dk = if content && dk.is_empty() {
+        dk_tmp.resize(act, T::ZERO);
+        &mut dk_tmp[..]
+    } else {
+        dk
+    };
+    let (du_len, dl_len, dpos_len) = (du.len(), dl.len(), dpos.len());
 
     dq.fill(T::ZERO);
     dk.fill(T::ZERO);
@@ -442,7 +442,7 @@ pub fn attention_backward<T: Real>(
                                 let li = lo + (i * w + h * dh);
                                 axpy(&mut dqg[li..li + dh], dc, &k[jo..jo + dh]);
                                 axpy(&mut dkg[lj..lj + dh], dc, qi);
-                            } else {
+                            } else if dpos_len > 0 {
                                 part.dpos[(h * n + i) * n + j] += dc;
                             }
                         }
@@ -470,15 +470,9 @@ pub fn attention_backward<T: Real>(
 /// The `mix` reading's value mixing: out_j = Σ_{m≤j, m≥start[b]} L_jm v_m per batch and head.
 /// (L = identity when kind is None: out = v.)  Padded positions (j < start[b]) output 0.
 pub fn mix_forward<T: Real>(s: &MixShape, l: &[T], v: &[T], start: &[u32], out: &mut [T]) {
+    s.check_forward(l.len(), v.len(), start.len(), out.len());
     let (n, dh, heads) = (s.n, s.dh, s.heads);
     let w = heads * dh;
-    assert_eq!(v.len(), s.batch * n * w, "v length");
-    assert_eq!(out.len(), v.len(), "out length");
-    assert_eq!(start.len(), s.batch, "start length");
-    assert!(s.l_heads == 1 || s.l_heads == heads, "l_heads");
-    if s.l != KernelKind::None {
-        assert_eq!(l.len(), s.l_heads * s.l.len(n), "l length");
-    }
     if s.batch == 0 || n == 0 || w == 0 {
         return;
     }
@@ -518,23 +512,17 @@ pub fn mix_backward<T: Real>(
     dv: &mut [T],
     dl: &mut [T],
 ) {
+    s.check_backward(
+        l.len(),
+        v.len(),
+        start.len(),
+        dout.len(),
+        dv.len(),
+        dl.len(),
+    );
     let (n, dh, heads) = (s.n, s.dh, s.heads);
     let w = heads * dh;
-    let act = s.batch * n * w;
-    assert_eq!(v.len(), act, "v length");
-    assert_eq!(dout.len(), act, "dout length");
-    assert_eq!(dv.len(), act, "dv length");
-    assert_eq!(start.len(), s.batch, "start length");
-    assert!(s.l_heads == 1 || s.l_heads == heads, "l_heads");
-    let dl_len = if s.l == KernelKind::None {
-        0
-    } else {
-        s.l_heads * s.l.len(n)
-    };
-    if s.l != KernelKind::None {
-        assert_eq!(l.len(), dl_len, "l length");
-    }
-    assert_eq!(dl.len(), dl_len, "dl length");
+    let dl_len = s.l_len();
     dv.fill(T::ZERO);
     if s.batch == 0 || n == 0 || w == 0 {
         dl.fill(T::ZERO);
@@ -581,4 +569,80 @@ pub fn mix_backward<T: Real>(
         })
         .collect();
     sum_partials(dl, parts.iter().map(|p| &p[..]));
+}
+
+impl<T: Real> Attention for Cpu<T> {
+    fn attention_fwd(
+        &self,
+        sh: &AttnShape,
+        i: AttnInputs<Vec<T>>,
+        start: &Vec<u32>,
+        y: ViewMut<Vec<T>>,
+        lse: ViewMut<Vec<T>>,
+    ) {
+        attention_forward(
+            sh,
+            opt(i.q),
+            opt(i.k),
+            sl(i.v),
+            opt(i.pos),
+            opt(i.u),
+            opt(i.l),
+            start,
+            sm(y),
+            sm(lse),
+        );
+    }
+    fn attention_bwd(
+        &self,
+        sh: &AttnShape,
+        i: AttnInputs<Vec<T>>,
+        start: &Vec<u32>,
+        y: View<Vec<T>>,
+        lse: View<Vec<T>>,
+        dy: View<Vec<T>>,
+        g: AttnGrads<Vec<T>>,
+    ) {
+        attention_backward(
+            sh,
+            opt(i.q),
+            opt(i.k),
+            sl(i.v),
+            opt(i.pos),
+            opt(i.u),
+            opt(i.l),
+            start,
+            sl(y),
+            sl(lse),
+            sl(dy),
+            opt_mut(g.dq),
+            opt_mut(g.dk),
+            sm(g.dv),
+            opt_mut(g.dpos),
+            opt_mut(g.du),
+            opt_mut(g.dl),
+        );
+    }
+    fn mix_fwd(
+        &self,
+        sh: &MixShape,
+        l: View<Vec<T>>,
+        v: View<Vec<T>>,
+        start: &Vec<u32>,
+        out: ViewMut<Vec<T>>,
+    ) {
+        mix_forward(sh, sl(l), sl(v), start, sm(out));
+    }
+    fn mix_bwd(
+        &self,
+        sh: &MixShape,
+        l: View<Vec<T>>,
+        v: View<Vec<T>>,
+        start: &Vec<u32>,
+        dout: View<Vec<T>>,
+        dv: ViewMut<Vec<T>>,
+        dl: ViewMut<Vec<T>>,
+    ) {
+        mix_backward(sh, sl(l), sl(v), start, sl(dout), sm(dv), sm(dl));
+    }
 }

@@ -1,8 +1,13 @@
-//! Matrix products, bias and column sums.
+//! Matrix products (matrixmultiply), bias and column sums.
 
 use super::real::Real;
-use crate::backend::Gemm;
+use super::{s, sm, Cpu};
+use crate::backend::{Dense, Gemm, View, ViewMut};
 use rayon::prelude::*;
+
+/// Rows per partial sum of [`col_sum`]: fixed, so that the grouping of the additions (and so
+/// the rounding) is the same whatever the thread count.
+const COL_SUM_ROWS: usize = 256;
 
 /// Row-major batched GEMM (see [`Gemm`]) on slices that start at batch 0.
 pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
@@ -84,16 +89,17 @@ pub fn bias_add<T: Real>(x: &mut [T], bias: &[T]) {
     });
 }
 
+/// out[c] = Σ_r x[r, c]: partial sums over blocks of [`COL_SUM_ROWS`] rows in parallel, then
+/// added in block order.
 pub fn col_sum<T: Real>(x: &[T], out: &mut [T]) {
     let cols = out.len();
     out.fill(T::ZERO);
-    // Columns are few (≤ d_ff) and rows many: each thread sums a block of rows.
-    let rows = x.len() / cols;
-    let chunk = rows
-        .div_ceil(rayon::current_num_threads().max(1) * 4)
-        .max(64);
+    if cols == 0 {
+        return;
+    }
+    // Columns are few (≤ d_ff) and rows many: each task sums a block of rows.
     let partials: Vec<Vec<T>> = x
-        .par_chunks(chunk * cols)
+        .par_chunks(COL_SUM_ROWS * cols)
         .map(|blk| {
             let mut acc = vec![T::ZERO; cols];
             for row in blk.chunks(cols) {
@@ -108,5 +114,17 @@ pub fn col_sum<T: Real>(x: &[T], out: &mut [T]) {
         for (o, v) in out.iter_mut().zip(p) {
             *o += v;
         }
+    }
+}
+
+impl<T: Real> Dense for Cpu<T> {
+    fn gemm(&self, g: &Gemm, a: View<Vec<T>>, b: View<Vec<T>>, c: ViewMut<Vec<T>>) {
+        gemm(g, s(a), s(b), sm(c));
+    }
+    fn bias_add(&self, x: ViewMut<Vec<T>>, bias: View<Vec<T>>) {
+        bias_add(sm(x), s(bias));
+    }
+    fn col_sum(&self, x: View<Vec<T>>, out: ViewMut<Vec<T>>) {
+        col_sum(s(x), sm(out));
     }
 }

@@ -1,7 +1,8 @@
 //! Full-catalogue softmax cross-entropy and BCE with a sampled negative.
 
 use super::real::Real;
-use crate::backend::sample_negative;
+use super::{s, sm, Cpu};
+use crate::backend::{sample_negative, Loss, View, ViewMut};
 use rayon::prelude::*;
 
 /// Log-sum-exp of a logit row over the classes 1.. (column 0 is the padding item).
@@ -177,6 +178,83 @@ pub fn bce_bwd<T: Real>(
             dtable[t * d + c] += cp * h[r * d + c];
             dtable[n * d + c] += cn * h[r * d + c];
         }
+    }
+}
+
+impl<T: Real> Loss for Cpu<T> {
+    fn cross_entropy_fwd(
+        &self,
+        logits: View<Vec<T>>,
+        targets: &Vec<u32>,
+        vocab: usize,
+        loss: ViewMut<Vec<T>>,
+        lse: ViewMut<Vec<T>>,
+    ) {
+        cross_entropy_fwd(s(logits), targets, vocab, sm(loss), sm(lse));
+    }
+    fn cross_entropy_bwd(
+        &self,
+        logits: View<Vec<T>>,
+        lse: View<Vec<T>>,
+        targets: &Vec<u32>,
+        vocab: usize,
+        scale: f32,
+        dlogits: ViewMut<Vec<T>>,
+    ) {
+        cross_entropy_bwd(s(logits), s(lse), targets, vocab, scale, sm(dlogits));
+    }
+    fn cross_entropy_fused(
+        &self,
+        logits: View<Vec<T>>,
+        targets: &Vec<u32>,
+        vocab: usize,
+        scale: f32,
+        loss: ViewMut<Vec<T>>,
+        lse: ViewMut<Vec<T>>,
+        dlogits: ViewMut<Vec<T>>,
+    ) {
+        cross_entropy_fused(
+            s(logits),
+            targets,
+            vocab,
+            scale,
+            sm(loss),
+            sm(lse),
+            sm(dlogits),
+        );
+    }
+    fn bce_fwd(
+        &self,
+        h: View<Vec<T>>,
+        table: View<Vec<T>>,
+        targets: &Vec<u32>,
+        vocab: usize,
+        seed: u64,
+        loss: ViewMut<Vec<T>>,
+    ) {
+        bce_fwd(s(h), s(table), targets, vocab, seed, sm(loss));
+    }
+    fn bce_bwd(
+        &self,
+        h: View<Vec<T>>,
+        table: View<Vec<T>>,
+        targets: &Vec<u32>,
+        vocab: usize,
+        seed: u64,
+        scale: f32,
+        dh: ViewMut<Vec<T>>,
+        dtable: ViewMut<Vec<T>>,
+    ) {
+        bce_bwd(
+            s(h),
+            s(table),
+            targets,
+            vocab,
+            seed,
+            scale,
+            sm(dh),
+            sm(dtable),
+        );
     }
 }
 

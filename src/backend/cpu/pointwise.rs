@@ -1,81 +1,10 @@
-//! Layer norm, activations, dropout, padding masks, rotary embeddings and embedding lookups.
+//! Activations, dropout, padding-row masks and the rotary embedding.
 
 use super::real::Real;
-use crate::backend::Activation;
+use super::{s, sm, Cpu};
+use crate::backend::{Activation, Pointwise, View, ViewMut};
 use crate::rng;
 use rayon::prelude::*;
-
-pub fn layernorm_fwd<T: Real>(
-    x: &[T],
-    gamma: &[T],
-    beta: &[T],
-    eps: f32,
-    y: &mut [T],
-    mean: &mut [T],
-    rstd: &mut [T],
-) {
-    let c = gamma.len();
-    let inv_c = T::ONE / T::from_usize(c);
-    y.par_chunks_mut(c)
-        .zip(x.par_chunks(c))
-        .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
-        .for_each(|((yr, xr), (mu, rs))| {
-            let m = xr.iter().copied().sum::<T>() * inv_c;
-            let var = xr.iter().map(|&v| (v - m) * (v - m)).sum::<T>() * inv_c;
-            let r = T::ONE / (var + T::from_f32(eps)).sqrt();
-            for i in 0..c {
-                yr[i] = (xr[i] - m) * r * gamma[i] + beta[i];
-            }
-            *mu = m;
-            *rs = r;
-        });
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn layernorm_bwd<T: Real>(
-    x: &[T],
-    gamma: &[T],
-    mean: &[T],
-    rstd: &[T],
-    dy: &[T],
-    dx: &mut [T],
-    dgamma: &mut [T],
-    dbeta: &mut [T],
-) {
-    let c = gamma.len();
-    let inv_c = T::ONE / T::from_usize(c);
-    // dx_i = r·(g_i dy_i − mean(g·dy) − x̂_i·mean(g·dy·x̂)).
-    dx.par_chunks_mut(c)
-        .zip(x.par_chunks(c).zip(dy.par_chunks(c)))
-        .zip(mean.par_iter().zip(rstd.par_iter()))
-        .for_each(|((dxr, (xr, dyr)), (&m, &r))| {
-            let (mut a, mut b) = (T::ZERO, T::ZERO);
-            for i in 0..c {
-                let gd = gamma[i] * dyr[i];
-                a += gd;
-                b += gd * (xr[i] - m) * r;
-            }
-            a *= inv_c;
-            b *= inv_c;
-            for i in 0..c {
-                let xh = (xr[i] - m) * r;
-                dxr[i] = r * (gamma[i] * dyr[i] - a - xh * b);
-            }
-        });
-    // dgamma = Σ_rows dy·x̂, dbeta = Σ_rows dy: the normalised rows are recomputed.
-    let mut xhat_dy = vec![T::ZERO; x.len()];
-    xhat_dy
-        .par_chunks_mut(c)
-        .zip(x.par_chunks(c).zip(dy.par_chunks(c)))
-        .zip(mean.par_iter().zip(rstd.par_iter()))
-        .for_each(|((o, (xr, dyr)), (&m, &r))| {
-            for i in 0..c {
-                o[i] = (xr[i] - m) * r * dyr[i];
-            }
-        });
-    super::dense::col_sum(&xhat_dy, dgamma);
-    super::dense::col_sum(dy, dbeta);
-}
 
 const GELU_K: f64 = 0.797_884_560_802_865_4; // √(2/π)
 const GELU_C: f64 = 0.044_715;
@@ -170,25 +99,28 @@ pub fn rope<T: Real>(x: &[T], n: usize, heads: usize, dh: usize, inverse: bool, 
         });
 }
 
-pub fn embedding_fwd<T: Real>(table: &[T], ids: &[u32], cols: usize, scale: f32, out: &mut [T]) {
-    let s = T::from_f32(scale);
-    out.par_chunks_mut(cols)
-        .zip(ids.par_iter())
-        .for_each(|(o, &id)| {
-            let row = &table[id as usize * cols..(id as usize + 1) * cols];
-            for (o, &t) in o.iter_mut().zip(row) {
-                *o = t * s;
-            }
-        });
-}
-
-/// Scatter-add; sequential because ids repeat (the table is small next to the work around it).
-pub fn embedding_bwd<T: Real>(ids: &[u32], dout: &[T], cols: usize, scale: f32, dtable: &mut [T]) {
-    let s = T::from_f32(scale);
-    for (r, &id) in ids.iter().enumerate() {
-        let row = &mut dtable[id as usize * cols..(id as usize + 1) * cols];
-        for (t, &g) in row.iter_mut().zip(&dout[r * cols..(r + 1) * cols]) {
-            *t += g * s;
-        }
+impl<T: Real> Pointwise for Cpu<T> {
+    fn act_fwd(&self, act: Activation, x: View<Vec<T>>, y: ViewMut<Vec<T>>) {
+        act_fwd(act, s(x), sm(y));
+    }
+    fn act_bwd(&self, act: Activation, x: View<Vec<T>>, dy: View<Vec<T>>, dx: ViewMut<Vec<T>>) {
+        act_bwd(act, s(x), s(dy), sm(dx));
+    }
+    fn dropout(&self, x: View<Vec<T>>, p: f32, seed: u64, y: ViewMut<Vec<T>>) {
+        dropout(s(x), p, seed, sm(y));
+    }
+    fn row_mask(&self, x: ViewMut<Vec<T>>, start: &Vec<u32>, n: usize) {
+        row_mask(sm(x), start, n);
+    }
+    fn rope(
+        &self,
+        x: View<Vec<T>>,
+        n: usize,
+        heads: usize,
+        dh: usize,
+        inverse: bool,
+        y: ViewMut<Vec<T>>,
+    ) {
+        rope(s(x), n, heads, dh, inverse, sm(y));
     }
 }

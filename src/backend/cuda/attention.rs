@@ -1,11 +1,16 @@
 //! Launchers of `kernels/attention.cu`: the fused attention forward and backward (`weight`
 //! reading) and the `mix` reading's value mixing, with their kernel-gradient workspaces.
 
-use super::launch::{blocks, int, Arg, NULL};
+use super::launch::{blocks, int, to_i32, Arg};
+use super::params::{
+    AttnBwdParams, AttnDims, AttnFwdParams, AttnIn, MixBwdParams, MixDims, MixFwdParams,
+};
 use super::{Cuda, MAX_HEAD_WIDTH};
 use crate::backend::{
-    AttnGrads, AttnInputs, AttnShape, KernelKind, MixShape, ScoreSource, View, ViewMut,
+    Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, Pointwise,
+    ScoreSource, View, ViewMut,
 };
+use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaSlice;
 
 type V<'a> = View<'a, CudaSlice<f32>>;
@@ -20,7 +25,7 @@ const THREADS: u32 = 128;
 const WORKSPACE_BUDGET: usize = 512 << 20;
 
 /// Layout code of the dense [H, n, n] dpos in `attn_reduce_kernel_grad`.
-const LAYOUT_DENSE: usize = 3;
+const LAYOUT_DENSE: i32 = 3;
 
 /// Head-width bucket of the attention kernels: the smallest compiled DH ≥ dh.
 pub(super) struct Bucket {
@@ -60,7 +65,7 @@ impl Bucket {
 }
 
 /// KernelKind as the kernels' int code (common.cuh).
-fn kind_code(k: KernelKind) -> usize {
+fn kind_code(k: KernelKind) -> i32 {
     match k {
         KernelKind::None => 0,
         KernelKind::Full => 1,
@@ -68,7 +73,7 @@ fn kind_code(k: KernelKind) -> usize {
     }
 }
 
-fn score_code(s: ScoreSource) -> usize {
+fn score_code(s: ScoreSource) -> i32 {
     match s {
         ScoreSource::Content => 0,
         ScoreSource::Positional => 1,
@@ -84,112 +89,45 @@ fn batch_groups(batch: usize, heads: usize, n: usize, workspaces: usize) -> usiz
     (WORKSPACE_BUDGET / per_group).clamp(1, batch.max(1))
 }
 
-/// The shape checks the CPU backend makes too, so a bad call fails the same way on both.
-fn check_inputs(s: &AttnShape, i: &AttnInputs<CudaSlice<f32>>, start: &CudaSlice<u32>) {
-    let act = s.batch * s.n * s.width();
-    assert_eq!(i.v.len, act, "v length");
-    assert_eq!(start.len(), s.batch, "start length");
-    match s.score {
-        ScoreSource::Content => {
-            assert_eq!(i.q.map(|q| q.len), Some(act), "q length");
-            assert_eq!(i.k.map(|k| k.len), Some(act), "k length");
-        }
-        ScoreSource::Positional => {
-            assert_eq!(
-                i.pos.map(|p| p.len),
-                Some(s.heads * s.n * s.n),
-                "pos length"
-            )
-        }
-    }
-    assert!(s.u_heads == 1 || s.u_heads == s.heads, "u_heads");
-    assert!(s.l_heads == 1 || s.l_heads == s.heads, "l_heads");
-    if s.u != KernelKind::None {
-        assert_eq!(
-            i.u.map(|u| u.len),
-            Some(s.u_heads * s.u.len(s.n)),
-            "u length"
-        );
-    }
-    if s.l != KernelKind::None {
-        assert_eq!(
-            i.l.map(|l| l.len),
-            Some(s.l_heads * s.l.len(s.n)),
-            "l length"
-        );
-    }
-}
-
 impl Cuda {
-    /// The per-call scalar tail shared by attn_fwd and attn_bwd: B, n, H, dh, scale,
-    /// score_kind, u_kind, u_heads, l_kind, l_heads, dropout, seed.
-    fn attn_scalars(&self, s: &AttnShape) -> [Arg; 12] {
-        [
-            int(s.batch),
-            int(s.n),
-            int(s.heads),
-            int(s.dh),
-            Arg::F32(s.scale()),
-            int(score_code(s.score)),
-            int(kind_code(s.u)),
-            int(s.u_heads),
-            int(kind_code(s.l)),
-            int(s.l_heads),
-            Arg::F32(s.dropout),
-            Arg::U64(s.seed),
-        ]
+    /// The shape and options of `s` as the kernels take them.
+    fn attn_dims(&self, s: &AttnShape, groups: usize) -> AttnDims {
+        AttnDims {
+            seed: s.seed,
+            batch: to_i32(s.batch),
+            n: to_i32(s.n),
+            heads: to_i32(s.heads),
+            dh: to_i32(s.dh),
+            scale: s.scale(),
+            score_kind: score_code(s.score),
+            u_kind: kind_code(s.u),
+            u_heads: to_i32(s.u_heads),
+            l_kind: kind_code(s.l),
+            l_heads: to_i32(s.l_heads),
+            dropout: s.dropout,
+            groups: to_i32(groups),
+        }
     }
 
-    /// Pointers of (q, k, v, pos, u, l) as the kernels want them: null where the
-    /// configuration does not read them.
-    fn attn_input_ptrs(&self, s: &AttnShape, i: &AttnInputs<CudaSlice<f32>>) -> [Arg; 6] {
-        let content = s.score == ScoreSource::Content;
-        [
-            if content { self.po(i.q) } else { NULL },
-            if content { self.po(i.k) } else { NULL },
-            self.p(i.v),
-            if content { NULL } else { self.po(i.pos) },
-            if s.u == KernelKind::None {
-                NULL
-            } else {
-                self.po(i.u)
-            },
-            if s.l == KernelKind::None {
-                NULL
-            } else {
-                self.po(i.l)
-            },
-        ]
-    }
-
-    pub(super) fn attention_fwd_impl(
+    /// The input pointers as the kernels want them: null where the configuration does not
+    /// read them.
+    fn attn_in(
         &self,
         s: &AttnShape,
-        i: AttnInputs<CudaSlice<f32>>,
+        i: &AttnInputs<CudaSlice<f32>>,
         start: &CudaSlice<u32>,
-        y: VM,
-        lse: VM,
-    ) {
-        check_inputs(s, &i, start);
-        assert_eq!(y.len, s.batch * s.n * s.width(), "y length");
-        assert_eq!(lse.len, s.batch * s.heads * s.n, "lse length");
-        if s.batch == 0 || s.n == 0 || s.width() == 0 {
-            self.fill_impl(y, 0.0);
-            self.fill_impl(lse, 0.0);
-            return;
+    ) -> AttnIn {
+        let content = s.score == ScoreSource::Content;
+        let when = |read: bool, v| if read { self.ptr_opt(v) } else { 0 };
+        AttnIn {
+            q: when(content, i.q),
+            k: when(content, i.k),
+            v: self.ptr(i.v),
+            pos: when(!content, i.pos),
+            u: when(s.u != KernelKind::None, i.u),
+            l: when(s.l != KernelKind::None, i.l),
+            start: self.addr(start),
         }
-        let bucket = Bucket::for_dh(s.dh);
-        let mut args = Vec::with_capacity(21);
-        args.extend(self.attn_input_ptrs(s, &i));
-        args.extend([self.pb(start), self.pm(&y), self.pm(&lse)]);
-        args.extend(self.attn_scalars(s));
-        self.launch(
-            bucket.fwd,
-            (blocks(s.n, bucket.bq), s.heads as u32, s.batch as u32),
-            (THREADS, 1, 1),
-            0,
-            &args,
-        );
     }
 
     /// Sum a [G][H][T] workspace into a kernel gradient in its parameter layout (overwrites).
@@ -201,7 +139,7 @@ impl Cuda {
         groups: usize,
         s_heads: usize,
         n: usize,
-        layout: usize,
+        layout: i32,
         out_heads: usize,
     ) {
         self.launch(
@@ -215,15 +153,68 @@ impl Cuda {
                 int(groups),
                 int(s_heads),
                 int(n),
-                int(layout),
+                Arg::I32(layout),
                 int(out_heads),
                 int(0),
             ],
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn attention_bwd_impl(
+    /// The mix kernels keep one row of dh values per lane group: dh ≤ MAX_HEAD_WIDTH.
+    fn check_mix_width(&self, s: &MixShape) {
+        if s.l != KernelKind::None {
+            assert!(
+                s.dh <= MAX_HEAD_WIDTH,
+                "cuda: the mix kernels support dh ≤ {MAX_HEAD_WIDTH} (got {})",
+                s.dh
+            );
+        }
+    }
+
+    fn mix_dims(&self, s: &MixShape) -> MixDims {
+        MixDims {
+            batch: to_i32(s.batch),
+            n: to_i32(s.n),
+            heads: to_i32(s.heads),
+            dh: to_i32(s.dh),
+            l_kind: kind_code(s.l),
+            l_heads: to_i32(s.l_heads),
+        }
+    }
+}
+
+impl Attention for Cuda {
+    fn attention_fwd(
+        &self,
+        s: &AttnShape,
+        i: AttnInputs<CudaSlice<f32>>,
+        start: &CudaSlice<u32>,
+        y: VM,
+        lse: VM,
+    ) {
+        s.check_forward(&i.lens(), start.len(), y.len, lse.len);
+        if s.batch == 0 || s.n == 0 || s.width() == 0 {
+            self.fill(y, 0.0);
+            self.fill(lse, 0.0);
+            return;
+        }
+        let bucket = Bucket::for_dh(s.dh);
+        let params = AttnFwdParams {
+            inputs: self.attn_in(s, &i, start),
+            y: self.ptr_mut(&y),
+            lse: self.ptr_mut(&lse),
+            dims: self.attn_dims(s, 1),
+        };
+        self.launch_params(
+            bucket.fwd,
+            (blocks(s.n, bucket.bq), s.heads as u32, s.batch as u32),
+            (THREADS, 1, 1),
+            0,
+            &params,
+        );
+    }
+
+    fn attention_bwd(
         &self,
         s: &AttnShape,
         i: AttnInputs<CudaSlice<f32>>,
@@ -233,13 +224,9 @@ impl Cuda {
         dy: V,
         g: AttnGrads<CudaSlice<f32>>,
     ) {
-        check_inputs(s, &i, start);
+        s.check_backward(&i.lens(), start.len(), y.len, lse.len, dy.len, &g.lens());
         let (b, n, h) = (s.batch, s.n, s.heads);
-        let act = b * n * s.width();
-        assert_eq!(y.len, act, "y length");
-        assert_eq!(dy.len, act, "dy length");
-        assert_eq!(lse.len, b * h * n, "lse length");
-        assert_eq!(g.dv.len, act, "dv length");
+        let act = s.act_len();
         let content = s.score == ScoreSource::Content;
         let AttnGrads {
             dq,
@@ -249,8 +236,8 @@ impl Cuda {
             du,
             dl,
         } = g;
-        // Gradients the configuration has no use for are written 0 (the CPU backend's
-        // contract: every gradient given is overwritten).
+        // Gradients the configuration has no use for are written 0 (the contract of every
+        // backend: each gradient given is overwritten).
         let du = du.filter(|d| d.len > 0);
         let dl = dl.filter(|d| d.len > 0);
         let (du, du_unused) = if s.u == KernelKind::None {
@@ -264,25 +251,18 @@ impl Cuda {
             (dl, None)
         };
         let (dpos, dpos_unused) = if content { (None, dpos) } else { (dpos, None) };
+        let dpos = dpos.filter(|d| d.len > 0);
+        let (dq, dq_unused) = if content { (dq, None) } else { (None, dq) };
         let (dk, dk_unused) = if content { (dk, None) } else { (None, dk) };
-        for z in [du_unused, dl_unused, dpos_unused, dk_unused]
+        for z in [du_unused, dl_unused, dpos_unused, dq_unused, dk_unused]
             .into_iter()
             .flatten()
         {
-            self.fill_impl(z, 0.0);
-        }
-        if let Some(d) = &du {
-            assert_eq!(d.len, s.u_heads * s.u.len(n), "du length");
-        }
-        if let Some(d) = &dl {
-            assert_eq!(d.len, s.l_heads * s.l.len(n), "dl length");
-        }
-        if let Some(d) = &dpos {
-            assert_eq!(d.len, h * n * n, "dpos length");
+            self.fill(z, 0.0);
         }
         if b == 0 || n == 0 || s.width() == 0 {
             for z in [dq, dk, Some(dv), dpos, du, dl].into_iter().flatten() {
-                self.fill_impl(z, 0.0);
+                self.fill(z, 0.0);
             }
             return;
         }
@@ -290,26 +270,22 @@ impl Cuda {
 
         // Content scores need somewhere to put dq and dk even when the caller does not want
         // them (the kernel writes both); positional scores leave them alone.
+        let dq = dq.filter(|d| d.len > 0);
+        let dk = dk.filter(|d| d.len > 0);
         let (mut dq_tmp, mut dk_tmp) = (None, None);
-        let dq_arg = match (&dq, content) {
-            (Some(d), _) => {
-                assert_eq!(d.len, act, "dq length");
-                self.pm(d)
-            }
-            (None, true) => self.pb(dq_tmp.insert(self.alloc(act))),
-            (None, false) => NULL,
+        let dq_ptr: CUdeviceptr = match (&dq, content) {
+            (Some(d), true) => self.ptr_mut(d),
+            (None, true) => self.addr(dq_tmp.insert(self.alloc(act))),
+            (_, false) => 0,
         };
-        let dk_arg = match (&dk, content) {
-            (Some(d), true) => {
-                assert_eq!(d.len, act, "dk length");
-                self.pm(d)
-            }
-            (None, true) => self.pb(dk_tmp.insert(self.alloc(act))),
-            (_, false) => NULL,
+        let dk_ptr: CUdeviceptr = match (&dk, content) {
+            (Some(d), true) => self.ptr_mut(d),
+            (None, true) => self.addr(dk_tmp.insert(self.alloc(act))),
+            (_, false) => 0,
         };
 
         // D = rowwise dy·y; zeroes dq (accumulated with atomics by attn_bwd).
-        let dvec = self.alloc(b * h * n);
+        let delta = self.alloc(b * h * n);
         self.launch(
             "attn_bwd_preprocess",
             (blocks(b * n * h, 8), 1, 1),
@@ -318,19 +294,14 @@ impl Cuda {
             &[
                 self.p(dy),
                 self.p(y),
-                self.pb(&dvec),
-                dq_arg,
+                self.pb(&delta),
+                Arg::Ptr(dq_ptr),
                 int(b),
                 int(n),
                 int(h),
                 int(s.dh),
             ],
         );
-        if !content {
-            // A positional call given a dq: zeroed by the preprocess above, never written by
-            // attn_bwd; nothing else to do.
-            debug_assert!(dq_tmp.is_none());
-        }
 
         // Kernel-gradient workspaces, zeroed (the kernel adds into them).
         let nws = [du.is_some(), dl.is_some(), dpos.is_some()]
@@ -341,30 +312,27 @@ impl Cuda {
         let tri = n * (n + 1) / 2;
         let ws = |want: bool| want.then(|| self.alloc(groups * h * tri));
         let (ws_du, ws_dl, ws_dpos) = (ws(du.is_some()), ws(dl.is_some()), ws(dpos.is_some()));
-        let wp = |w: &Option<CudaSlice<f32>>| w.as_ref().map_or(NULL, |w| self.pb(w));
+        let wp = |w: &Option<CudaSlice<f32>>| w.as_ref().map_or(0, |w| self.addr(w));
 
-        let mut args = Vec::with_capacity(29);
-        args.extend(self.attn_input_ptrs(s, &i));
-        args.extend([
-            self.pb(start),
-            self.p(dy),
-            self.p(lse),
-            self.pb(&dvec),
-            if content { dq_arg } else { NULL },
-            dk_arg,
-            self.pm(&dv),
-            wp(&ws_du),
-            wp(&ws_dl),
-            wp(&ws_dpos),
-        ]);
-        args.extend(self.attn_scalars(s));
-        args.push(int(groups));
-        self.launch(
+        let params = AttnBwdParams {
+            inputs: self.attn_in(s, &i, start),
+            dy: self.ptr(dy),
+            lse: self.ptr(lse),
+            delta: self.addr(&delta),
+            dq: dq_ptr,
+            dk: dk_ptr,
+            dv: self.ptr_mut(&dv),
+            ws_du: wp(&ws_du),
+            ws_dl: wp(&ws_dl),
+            ws_dpos: wp(&ws_dpos),
+            dims: self.attn_dims(s, groups),
+        };
+        self.launch_params(
             bucket.bwd,
             (blocks(n, bucket.bk), h as u32, groups as u32),
             (THREADS, 1, 1),
             bucket.bwd_smem(),
-            &args,
+            &params,
         );
 
         if let (Some(w), Some(d)) = (&ws_du, &du) {
@@ -380,108 +348,67 @@ impl Cuda {
         drop((dq_tmp, dk_tmp));
     }
 
-    fn check_mix(&self, s: &MixShape, l: &V, v: &V, start: &CudaSlice<u32>) {
-        let act = s.batch * s.n * s.heads * s.dh;
-        assert_eq!(v.len, act, "v length");
-        assert_eq!(start.len(), s.batch, "start length");
-        assert!(s.l_heads == 1 || s.l_heads == s.heads, "l_heads");
-        if s.l != KernelKind::None {
-            assert_eq!(l.len, s.l_heads * s.l.len(s.n), "l length");
-            assert!(
-                s.dh <= MAX_HEAD_WIDTH,
-                "cuda: the mix kernels support dh ≤ {MAX_HEAD_WIDTH} (got {})",
-                s.dh
-            );
-        }
-    }
-
-    pub(super) fn mix_fwd_impl(&self, s: &MixShape, l: V, v: V, start: &CudaSlice<u32>, out: VM) {
-        self.check_mix(s, &l, &v, start);
-        assert_eq!(out.len, v.len, "out length");
+    fn mix_fwd(&self, s: &MixShape, l: V, v: V, start: &CudaSlice<u32>, out: VM) {
+        s.check_forward(l.len, v.len, start.len(), out.len);
+        self.check_mix_width(s);
         if s.batch == 0 || s.n == 0 || s.heads * s.dh == 0 {
             return;
         }
         if s.l == KernelKind::None {
             // L = I: out = v with padded rows zeroed.
             let mut out = out;
-            self.copy_impl(v, out.rb());
-            self.row_mask_impl(out, start, s.n);
+            self.copy(v, out.rb());
+            self.row_mask(out, start, s.n);
             return;
         }
-        self.launch(
+        let params = MixFwdParams {
+            v: self.ptr(v),
+            l: self.ptr(l),
+            start: self.addr(start),
+            out: self.ptr_mut(&out),
+            dims: self.mix_dims(s),
+        };
+        self.launch_params(
             "mix_fwd",
             (blocks(s.n, 32), s.heads as u32, s.batch as u32),
             (THREADS, 1, 1),
             0,
-            &[
-                self.p(v),
-                self.p(l),
-                self.pb(start),
-                self.pm(&out),
-                int(s.batch),
-                int(s.n),
-                int(s.heads),
-                int(s.dh),
-                int(kind_code(s.l)),
-                int(s.l_heads),
-            ],
+            &params,
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn mix_bwd_impl(
-        &self,
-        s: &MixShape,
-        l: V,
-        v: V,
-        start: &CudaSlice<u32>,
-        dout: V,
-        dv: VM,
-        dl: VM,
-    ) {
-        self.check_mix(s, &l, &v, start);
-        let act = v.len;
-        assert_eq!(dout.len, act, "dout length");
-        assert_eq!(dv.len, act, "dv length");
-        let dl_len = if s.l == KernelKind::None {
-            0
-        } else {
-            s.l_heads * s.l.len(s.n)
-        };
-        assert_eq!(dl.len, dl_len, "dl length");
+    fn mix_bwd(&self, s: &MixShape, l: V, v: V, start: &CudaSlice<u32>, dout: V, dv: VM, dl: VM) {
+        s.check_backward(l.len, v.len, start.len(), dout.len, dv.len, dl.len);
+        self.check_mix_width(s);
         if s.batch == 0 || s.n == 0 || s.heads * s.dh == 0 {
-            self.fill_impl(dv, 0.0);
-            self.fill_impl(dl, 0.0);
+            self.fill(dv, 0.0);
+            self.fill(dl, 0.0);
             return;
         }
         if s.l == KernelKind::None {
             let mut dv = dv;
-            self.copy_impl(dout, dv.rb());
-            self.row_mask_impl(dv, start, s.n);
+            self.copy(dout, dv.rb());
+            self.row_mask(dv, start, s.n);
             return;
         }
         let groups = batch_groups(s.batch, s.heads, s.n, 1);
         let ws = self.alloc(groups * s.heads * (s.n * (s.n + 1) / 2));
-        self.launch(
+        let params = MixBwdParams {
+            v: self.ptr(v),
+            l: self.ptr(l),
+            start: self.addr(start),
+            dout: self.ptr(dout),
+            dv: self.ptr_mut(&dv),
+            ws_dl: self.addr(&ws),
+            dims: self.mix_dims(s),
+            groups: to_i32(groups),
+        };
+        self.launch_params(
             "mix_bwd",
             (blocks(s.n, 32), s.heads as u32, groups as u32),
             (THREADS, 1, 1),
             0,
-            &[
-                self.p(v),
-                self.p(l),
-                self.pb(start),
-                self.p(dout),
-                self.pm(&dv),
-                self.pb(&ws),
-                int(s.batch),
-                int(s.n),
-                int(s.heads),
-                int(s.dh),
-                int(kind_code(s.l)),
-                int(s.l_heads),
-                int(groups),
-            ],
+            &params,
         );
         self.reduce_kernel_grad(&ws, &dl, groups, s.heads, s.n, kind_code(s.l), s.l_heads);
     }

@@ -2,11 +2,11 @@
 
 use super::launch::{int, Arg};
 use super::Cuda;
-use crate::backend::{View, ViewMut};
+use crate::backend::{Embedding, View, ViewMut};
 use cudarc::driver::CudaSlice;
 
-impl Cuda {
-    pub(super) fn embedding_fwd_impl(
+impl Embedding for Cuda {
+    fn embedding_fwd(
         &self,
         table: View<CudaSlice<f32>>,
         ids: &CudaSlice<u32>,
@@ -32,7 +32,7 @@ impl Cuda {
         );
     }
 
-    pub(super) fn embedding_bwd_impl(
+    fn embedding_bwd(
         &self,
         ids: &CudaSlice<u32>,
         dout: View<CudaSlice<f32>>,

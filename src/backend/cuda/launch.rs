@@ -1,13 +1,16 @@
 //! Kernel launches: typed arguments, device addresses of views, grid shapes.
 //!
-//! Every launch goes through [`Cuda::launch`] with a slice of [`Arg`]s whose variants name the
-//! C parameter types of the `.cu` launch contracts (`float*` → `Ptr`, `int` → `I32`,
-//! `float` → `F32`, `size_t` and `unsigned long long` → `U64`), so a launcher reads like the
-//! contract it follows.
+//! A kernel with a short parameter list is launched by [`Cuda::launch`] with a slice of
+//! [`Arg`]s whose variants name the C parameter types of the `.cu` launch contracts
+//! (`float*` → `Ptr`, `int` → `I32`, `float` → `F32`, `size_t` and `unsigned long long` →
+//! `U64`), so a launcher reads like the contract it follows. A kernel with a long one takes a
+//! single parameter struct of `params.rs` (mirrored in `kernels/params.cuh`), launched by
+//! [`Cuda::launch_params`].
 
 use super::Cuda;
 use crate::backend::{View, ViewMut, MAX_GRID_YZ};
-use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 
 /// One kernel parameter, by its C type.
 #[derive(Debug, Clone, Copy)]
@@ -21,9 +24,6 @@ pub(super) enum Arg {
     /// `size_t` or `unsigned long long` (both 8 bytes on the 64-bit targets we build for).
     U64(u64),
 }
-
-/// The null pointer, for optional kernel inputs and outputs.
-pub(super) const NULL: Arg = Arg::Ptr(0);
 
 /// A shape as a C `int`; shapes beyond i32 are a caller bug, reported with the value.
 pub(super) fn to_i32(x: usize) -> i32 {
@@ -57,21 +57,31 @@ impl Cuda {
         p
     }
 
+    /// Device address of the first element of a view.
+    pub(super) fn ptr(&self, v: View<CudaSlice<f32>>) -> CUdeviceptr {
+        debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
+        self.addr(v.buf) + (v.off * std::mem::size_of::<f32>()) as u64
+    }
+
+    /// Device address of the first element of a mutable view.
+    pub(super) fn ptr_mut(&self, v: &ViewMut<CudaSlice<f32>>) -> CUdeviceptr {
+        debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
+        self.addr(&*v.buf) + (v.off * std::mem::size_of::<f32>()) as u64
+    }
+
+    /// Device address of an optional view (0, the null pointer, when absent).
+    pub(super) fn ptr_opt(&self, v: Option<View<CudaSlice<f32>>>) -> CUdeviceptr {
+        v.map_or(0, |v| self.ptr(v))
+    }
+
     /// Pointer argument to the first element of a view.
     pub(super) fn p(&self, v: View<CudaSlice<f32>>) -> Arg {
-        debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
-        Arg::Ptr(self.addr(v.buf) + (v.off * std::mem::size_of::<f32>()) as u64)
+        Arg::Ptr(self.ptr(v))
     }
 
     /// Pointer argument to the first element of a mutable view.
     pub(super) fn pm(&self, v: &ViewMut<CudaSlice<f32>>) -> Arg {
-        debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
-        Arg::Ptr(self.addr(&*v.buf) + (v.off * std::mem::size_of::<f32>()) as u64)
-    }
-
-    /// Pointer argument to an optional view (null when absent).
-    pub(super) fn po(&self, v: Option<View<CudaSlice<f32>>>) -> Arg {
-        v.map_or(NULL, |v| self.p(v))
+        Arg::Ptr(self.ptr_mut(v))
     }
 
     /// Pointer argument to a whole buffer (workspaces, index buffers).
@@ -91,10 +101,7 @@ impl Cuda {
         self.launch(name, (grid, 1, 1), (FLAT_BLOCK, 1, 1), 0, args);
     }
 
-    /// Launch kernel `name` on the backend's stream. An empty grid launches nothing (every
-    /// kernel's work is then empty too). Launch errors are fatal: they mean a broken contract
-    /// or a dead device, never bad user input. With `PASA_CUDA_SYNC=1` every launch is
-    /// followed by a synchronisation, so that an asynchronous fault names its kernel.
+    /// Launch kernel `name` with positional parameters (see [`Self::launch_on`]).
     pub(super) fn launch(
         &self,
         name: &'static str,
@@ -102,6 +109,53 @@ impl Cuda {
         block: (u32, u32, u32),
         shared_mem_bytes: u32,
         args: &[Arg],
+    ) {
+        let mut b = self.stream.launch_builder(self.func(name));
+        for a in args {
+            match a {
+                Arg::Ptr(x) | Arg::U64(x) => b.arg(x),
+                Arg::I32(x) => b.arg(x),
+                Arg::F32(x) => b.arg(x),
+            };
+        }
+        // SAFETY: every launcher passes the parameters in the order and with the C types of
+        // the kernel's documented contract, pointers into live buffers of the lengths the
+        // kernel indexes (checked by the launchers against the views they are given).
+        unsafe { self.launch_on(b, name, grid, block, shared_mem_bytes) }
+    }
+
+    /// Launch kernel `name`, whose one parameter is the struct `params` (see
+    /// [`Self::launch_on`]).
+    pub(super) fn launch_params<P: DeviceRepr>(
+        &self,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_mem_bytes: u32,
+        params: &P,
+    ) {
+        let mut b = self.stream.launch_builder(self.func(name));
+        b.arg(params);
+        // SAFETY: `P` mirrors the kernel's parameter struct (layouts asserted on both sides,
+        // params.rs); its pointers address live buffers of the lengths the kernel indexes
+        // (checked by the launchers against the views they are given).
+        unsafe { self.launch_on(b, name, grid, block, shared_mem_bytes) }
+    }
+
+    /// Launch the kernel of `args` on the backend's stream. An empty grid launches nothing
+    /// (every kernel's work is then empty too). Launch errors are fatal: they mean a broken
+    /// contract or a dead device, never bad user input. With `PASA_CUDA_SYNC=1` every launch
+    /// is followed by a synchronisation, so that an asynchronous fault names its kernel.
+    ///
+    /// # Safety
+    /// `args` holds the kernel's parameters, as its contract types them.
+    unsafe fn launch_on(
+        &self,
+        mut args: LaunchArgs,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_mem_bytes: u32,
     ) {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return;
@@ -112,24 +166,13 @@ impl Cuda {
             grid.1 as usize <= MAX_GRID_YZ && grid.2 as usize <= MAX_GRID_YZ,
             "cuda: {name} needs a grid of {grid:?}, past CUDA's limit of {MAX_GRID_YZ} blocks in y and z"
         );
-        let f = self.func(name);
-        let mut b = self.stream.launch_builder(f);
-        for a in args {
-            match a {
-                Arg::Ptr(x) | Arg::U64(x) => b.arg(x),
-                Arg::I32(x) => b.arg(x),
-                Arg::F32(x) => b.arg(x),
-            };
-        }
         let cfg = LaunchConfig {
             grid_dim: grid,
             block_dim: block,
             shared_mem_bytes,
         };
-        // SAFETY: every launcher passes the parameters in the order and with the C types of
-        // the kernel's documented contract, pointers into live buffers of the lengths the
-        // kernel indexes (checked by the launchers against the views they are given).
-        unsafe { b.launch(cfg) }
+        // SAFETY: the caller vouches for the parameters; the configuration is checked above.
+        unsafe { args.launch(cfg) }
             .unwrap_or_else(|e| panic!("cuda: launching {name} {grid:?}×{block:?} failed: {e}"));
         if self.sync_each_launch {
             self.stream

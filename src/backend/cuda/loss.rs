@@ -2,14 +2,14 @@
 
 use super::launch::{blocks, int, Arg};
 use super::Cuda;
-use crate::backend::{View, ViewMut};
+use crate::backend::{Loss, View, ViewMut};
 use cudarc::driver::CudaSlice;
 
 type V<'a> = View<'a, CudaSlice<f32>>;
 type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
 
-impl Cuda {
-    pub(super) fn cross_entropy_fwd_impl(
+impl Loss for Cuda {
+    fn cross_entropy_fwd(
         &self,
         logits: V,
         targets: &CudaSlice<u32>,
@@ -34,7 +34,7 @@ impl Cuda {
         );
     }
 
-    pub(super) fn cross_entropy_bwd_impl(
+    fn cross_entropy_bwd(
         &self,
         logits: V,
         lse: V,
@@ -64,16 +64,7 @@ impl Cuda {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn bce_fwd_impl(
-        &self,
-        h: V,
-        table: V,
-        targets: &CudaSlice<u32>,
-        vocab: usize,
-        seed: u64,
-        loss: VM,
-    ) {
+    fn bce_fwd(&self, h: V, table: V, targets: &CudaSlice<u32>, vocab: usize, seed: u64, loss: VM) {
         let rows = targets.len();
         let d = h.len / rows.max(1);
         self.launch(
@@ -94,8 +85,7 @@ impl Cuda {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn bce_bwd_impl(
+    fn bce_bwd(
         &self,
         h: V,
         table: V,

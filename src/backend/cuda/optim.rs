@@ -1,39 +1,31 @@
 //! Launcher of `kernels/optim.cu`: one Adam launch over the flat parameter buffer.
 
-use super::launch::{size, to_i32, Arg};
+use super::launch::{to_i32, FLAT_BLOCK};
+use super::params::AdamParams;
 use super::Cuda;
-use crate::backend::{AdamStep, View, ViewMut};
+use crate::backend::{AdamStep, Optim, View, ViewMut};
 use cudarc::driver::CudaSlice;
 
 type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
 
-impl Cuda {
-    pub(super) fn adam_impl(
-        &self,
-        st: &AdamStep,
-        params: VM,
-        grads: View<CudaSlice<f32>>,
-        m: VM,
-        v: VM,
-    ) {
+impl Optim for Cuda {
+    fn adam(&self, st: &AdamStep, params: VM, grads: View<CudaSlice<f32>>, m: VM, v: VM) {
         let n = params.len.min(grads.len).min(m.len).min(v.len);
-        self.launch_flat(
-            "adam",
-            n,
-            &[
-                self.pm(&params),
-                self.p(grads),
-                self.pm(&m),
-                self.pm(&v),
-                size(n),
-                Arg::F32(st.lr),
-                Arg::F32(st.beta1),
-                Arg::F32(st.beta2),
-                Arg::F32(st.eps),
-                Arg::F32(st.weight_decay),
-                Arg::I32(to_i32(st.step as usize)),
-                Arg::F32(st.grad_scale),
-            ],
-        );
+        let p = AdamParams {
+            param: self.ptr_mut(&params),
+            grad: self.ptr(grads),
+            m: self.ptr_mut(&m),
+            v: self.ptr_mut(&v),
+            count: n as u64,
+            lr: st.lr,
+            beta1: st.beta1,
+            beta2: st.beta2,
+            eps: st.eps,
+            weight_decay: st.weight_decay,
+            step: to_i32(st.step as usize),
+            grad_scale: st.grad_scale,
+        };
+        let grid = (self.flat_grid(n), 1, 1);
+        self.launch_params("adam", grid, (FLAT_BLOCK, 1, 1), 0, &p);
     }
 }

@@ -1,13 +1,14 @@
-//! Row-major (batched) GEMM on column-major cuBLAS.
+//! The dense family: GEMM on cuBLAS (no custom kernel), and the launchers of
+//! `kernels/dense.cu` (bias add, column sums).
 //!
-//! A row-major `[r, c]` matrix is, byte for byte, its column-major transpose `[c, r]`. So the
+//! GEMM is row-major and batched on column-major cuBLAS. A row-major `[r, c]` matrix is, byte for byte, its column-major transpose `[c, r]`. So the
 //! row-major product C = op(A)·op(B) is computed as the column-major product
 //! Cᵀ = op(B)ᵀ·op(A)ᵀ: B goes first, A second, m and n swap, and each operand keeps its own
 //! transpose flag (the stored matrix read column-major already is the transpose).
 
-use super::launch::{size, to_i32, Arg};
+use super::launch::{blocks, int, size, to_i32, Arg};
 use super::Cuda;
-use crate::backend::{Gemm, View, ViewMut};
+use crate::backend::{Dense, Gemm, Memory, View, ViewMut};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::CudaSlice;
@@ -29,8 +30,14 @@ fn span(batch: usize, stride: usize, one: usize) -> usize {
     }
 }
 
-impl Cuda {
-    pub(super) fn gemm_impl(
+/// Row chunks (grid.y) of the two-stage column sums: enough blocks to fill the device for
+/// tall inputs, one chunk (no second stage) for short ones.
+pub(super) fn col_chunks(rows: usize) -> usize {
+    rows.div_ceil(64).clamp(1, 128)
+}
+
+impl Dense for Cuda {
+    fn gemm(
         &self,
         g: &Gemm,
         a: View<CudaSlice<f32>>,
@@ -78,7 +85,7 @@ impl Cuda {
                     off: c.off + bi * g.stride_c,
                     len: m * n,
                 };
-                self.gemm_impl(&one, av, bv, cv);
+                self.gemm(&one, av, bv, cv);
             }
             return;
         }
@@ -92,7 +99,7 @@ impl Cuda {
                     len: m * n,
                 };
                 if g.beta == 0.0 {
-                    self.fill_impl(cv, 0.0);
+                    self.fill(cv, 0.0);
                 } else {
                     let p = self.pm(&cv);
                     self.launch_flat("scale_f32", m * n, &[p, p, Arg::F32(g.beta), size(m * n)]);
@@ -145,5 +152,54 @@ impl Cuda {
                 .synchronize()
                 .unwrap_or_else(|e| panic!("cuda: cuBLAS sgemm failed: {e}"));
         }
+    }
+
+    fn bias_add(&self, x: ViewMut<CudaSlice<f32>>, bias: View<CudaSlice<f32>>) {
+        let cols = bias.len;
+        if cols == 0 {
+            return;
+        }
+        let rows = x.len / cols;
+        self.launch_flat(
+            "bias_add",
+            rows * cols,
+            &[self.pm(&x), self.p(bias), int(rows), int(cols)],
+        );
+    }
+
+    /// Two stages when the rows are many: per-chunk partials, then their column sums.
+    fn col_sum(&self, x: View<CudaSlice<f32>>, out: ViewMut<CudaSlice<f32>>) {
+        let cols = out.len;
+        if cols == 0 {
+            return;
+        }
+        let rows = x.len / cols;
+        let g = col_chunks(rows);
+        let gx = blocks(cols, 32);
+        if g == 1 {
+            self.launch(
+                "col_sum",
+                (gx, 1, 1),
+                (32, 8, 1),
+                0,
+                &[self.p(x), self.pm(&out), int(rows), int(cols), int(0)],
+            );
+            return;
+        }
+        let ws = self.alloc(g * cols);
+        self.launch(
+            "col_sum",
+            (gx, g as u32, 1),
+            (32, 8, 1),
+            0,
+            &[self.p(x), self.pb(&ws), int(rows), int(cols), int(0)],
+        );
+        self.launch(
+            "col_sum",
+            (gx, 1, 1),
+            (32, 8, 1),
+            0,
+            &[self.pb(&ws), self.pm(&out), int(g), int(cols), int(0)],
+        );
     }
 }

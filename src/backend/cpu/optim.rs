@@ -1,7 +1,8 @@
 //! Adam (with decoupled weight decay) over the flat parameter buffer.
 
 use super::real::Real;
-use crate::backend::AdamStep;
+use super::{s, sm, Cpu};
+use crate::backend::{AdamStep, Optim, View, ViewMut};
 use rayon::prelude::*;
 
 pub fn adam<T: Real>(st: &AdamStep, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
@@ -26,4 +27,17 @@ pub fn adam<T: Real>(st: &AdamStep, p: &mut [T], g: &[T], m: &mut [T], v: &mut [
             let vhat = *v / bc2;
             *p -= lr * (mhat / (vhat.sqrt() + eps) + wd * *p);
         });
+}
+
+impl<T: Real> Optim for Cpu<T> {
+    fn adam(
+        &self,
+        st: &AdamStep,
+        params: ViewMut<Vec<T>>,
+        grads: View<Vec<T>>,
+        m: ViewMut<Vec<T>>,
+        v: ViewMut<Vec<T>>,
+    ) {
+        adam(st, sm(params), s(grads), sm(m), sm(v));
+    }
 }

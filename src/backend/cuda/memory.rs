@@ -1,0 +1,108 @@
+//! Launchers of `kernels/memory.cu` (fill, axpy, scale, sum of squares) and the buffer ops
+//! that are driver calls: allocation, uploads, downloads and device-to-device copies.
+
+use super::launch::{size, Arg};
+use super::Cuda;
+use crate::backend::{DeviceBuf, Memory, View, ViewMut};
+use cudarc::driver::CudaSlice;
+
+impl DeviceBuf for CudaSlice<f32> {
+    fn len(&self) -> usize {
+        CudaSlice::len(self)
+    }
+}
+
+/// Blocks of the first stage of a full-buffer reduction (partials summed by one block).
+fn reduce_blocks(count: usize) -> usize {
+    count.div_ceil(256).clamp(1, 1024)
+}
+
+impl Memory for Cuda {
+    type Buf = CudaSlice<f32>;
+    type IBuf = CudaSlice<u32>;
+
+    fn name(&self) -> String {
+        format!("cuda:{} ({})", self.ordinal, self.device_name)
+    }
+    fn synchronize(&self) {
+        // A kernel fault surfaces at the next sync point: this one, when timing.
+        self.stream.synchronize().unwrap_or_else(|e| {
+            panic!("cuda: synchronising the stream failed (a queued op faulted): {e}")
+        });
+    }
+
+    fn zeros(&self, len: usize) -> CudaSlice<f32> {
+        self.alloc(len)
+    }
+    fn upload(&self, data: &[f32]) -> CudaSlice<f32> {
+        self.upload_any(data)
+    }
+    fn upload_u32(&self, data: &[u32]) -> CudaSlice<u32> {
+        self.upload_any(data)
+    }
+    fn download(&self, x: View<CudaSlice<f32>>) -> Vec<f32> {
+        if x.len == 0 {
+            return Vec::new();
+        }
+        let v = self
+            .stream
+            .clone_dtoh(&x.buf.slice(x.off..x.off + x.len))
+            .unwrap_or_else(|e| panic!("cuda: download of {} floats failed: {e}", x.len));
+        // A device-to-pageable copy completes before returning (CUDA's documented behaviour),
+        // but cudarc's guard for a Vec does not synchronise: make the sync point explicit, so
+        // that it also surfaces any asynchronous kernel fault here with its message.
+        self.stream
+            .synchronize()
+            .unwrap_or_else(|e| panic!("cuda: a queued kernel failed: {e}"));
+        v
+    }
+    fn fill(&self, x: ViewMut<CudaSlice<f32>>, value: f32) {
+        let n = x.len;
+        self.launch_flat("fill_f32", n, &[self.pm(&x), Arg::F32(value), size(n)]);
+    }
+    /// A stream-ordered device-to-device memcpy (no kernel).
+    fn copy(&self, src: View<CudaSlice<f32>>, dst: ViewMut<CudaSlice<f32>>) {
+        assert_eq!(src.len, dst.len, "copy: lengths differ");
+        if src.len == 0 {
+            return;
+        }
+        let s = src.buf.slice(src.off..src.off + src.len);
+        let mut d = dst.buf.slice_mut(dst.off..dst.off + dst.len);
+        self.stream
+            .memcpy_dtod(&s, &mut d)
+            .unwrap_or_else(|e| panic!("cuda: device copy failed: {e}"));
+    }
+    fn axpy(&self, alpha: f32, x: View<CudaSlice<f32>>, y: ViewMut<CudaSlice<f32>>) {
+        let n = x.len.min(y.len);
+        self.launch_flat(
+            "axpy_f32",
+            n,
+            &[self.pm(&y), self.p(x), Arg::F32(alpha), size(n)],
+        );
+    }
+    /// Per-block partials, one block to finish, one float back to the host.
+    fn sum_squares(&self, x: View<CudaSlice<f32>>) -> f64 {
+        let n = x.len;
+        if n == 0 {
+            return 0.0;
+        }
+        let g = reduce_blocks(n);
+        let partials = self.alloc(g);
+        let out = self.alloc(1);
+        self.launch(
+            "sumsq",
+            (g as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[self.p(x), size(n), self.pb(&partials)],
+        );
+        self.launch(
+            "sum_f32",
+            (1, 1, 1),
+            (256, 1, 1),
+            0,
+            &[self.pb(&partials), size(g), self.pb(&out)],
+        );
+        self.download(out.view())[0] as f64
+    }
+}
