@@ -14,6 +14,7 @@ pub struct BenchArgs {
     #[arg(long = "model", value_name = "NAME", num_args = 1.., value_delimiter = ',',
           default_values_t = bench::DEFAULT_MODELS.map(String::from))]
     pub models: Vec<String>,
+    /// Windows per training step
     #[arg(long, default_value_t = BenchShape::default().batch)]
     pub batch: usize,
     /// Window length.
@@ -22,8 +23,10 @@ pub struct BenchArgs {
     /// Model width.
     #[arg(long, default_value_t = BenchShape::default().d)]
     pub d: usize,
+    /// Transformer blocks
     #[arg(long, default_value_t = BenchShape::default().blocks)]
     pub blocks: usize,
+    /// Attention heads per block
     #[arg(long, default_value_t = BenchShape::default().heads)]
     pub heads: usize,
     /// Catalogue size (the output layer's width).
@@ -38,6 +41,7 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Device to time
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
 }
