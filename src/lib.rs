@@ -1,5 +1,5 @@
 //! pasa: a training engine for sequential recommenders whose attention carries a learnable
-//! kernel in position space. See DESIGN.md for the maths, layout and contracts.
+//! kernel in position space. See docs/DESIGN.md for the maths, layout and contracts.
 
 pub mod backend;
 pub mod bench;
