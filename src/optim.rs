@@ -107,7 +107,7 @@ mod tests {
             eps: 1e-8,
             ..Default::default()
         };
-        st.grads = vec![0.5, -1.0, 0.0];
+        st.grads.copy_from_slice(&[0.5, -1.0, 0.0]);
         st.step(&b, &cfg);
         // Step 1: m̂ = g, v̂ = g², so each moved parameter moves by lr·sign(g).
         let want1 = [
@@ -118,7 +118,7 @@ mod tests {
         for (p, w) in st.params.iter().zip(want1) {
             assert!((p - w).abs() < 1e-12, "step 1: {p} vs {w}");
         }
-        st.grads = vec![1.0, 0.0, 2.0];
+        st.grads.copy_from_slice(&[1.0, 0.0, 2.0]);
         st.step(&b, &cfg);
         // Step 2 for p0: m = β1·(1−β1)·0.5 + (1−β1)·1, v = β2·(1−β2)·0.25 + (1−β2)·1.
         let m = B1 * (1.0 - B1) * 0.5 + (1.0 - B1) * 1.0;
@@ -152,7 +152,7 @@ mod tests {
             ..Default::default()
         };
         let mut st = OptState::new(&b, &[0.0, 0.0]);
-        st.grads = vec![3.0, 4.0];
+        st.grads.copy_from_slice(&[3.0, 4.0]);
         let norm = st.step(&b, &cfg).expect("clipping reports the norm");
         assert!((norm - 5.0).abs() < 1e-6);
         // The clipped gradient (0.6, 0.8) sits in the first moment: m = 0.1·g.

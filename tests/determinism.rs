@@ -85,7 +85,11 @@ fn column_sums_layer_norm_and_sum_of_squares() {
             db.view_mut(),
         );
         let sq = b.sum_squares(xb.view());
-        vec![sum, one, y, dx, dg, db, vec![sq as f32]]
+        [sum, one, y, dx, dg, db]
+            .iter()
+            .map(|x| x.to_vec())
+            .chain([vec![sq as f32]])
+            .collect()
     });
 }
 
@@ -148,8 +152,8 @@ fn attention_and_mix_kernel_gradients() {
                 dl: Some(dl.view_mut()),
             };
             b.attention_bwd(&s, inputs, &st, y.view(), lse.view(), dyb.view(), grads);
-            let mut out = vec![y, lse];
-            out.extend(g);
+            let mut out = vec![y.to_vec(), lse.to_vec()];
+            out.extend(g.iter().map(|x| x.to_vec()));
             out
         });
     }
@@ -175,7 +179,7 @@ fn attention_and_mix_kernel_gradients() {
             dv.view_mut(),
             dl.view_mut(),
         );
-        vec![dv, dl]
+        vec![dv.to_vec(), dl.to_vec()]
     });
 }
 
@@ -215,6 +219,6 @@ fn training_step_gradients() {
         let value = tape.to_host(loss);
         tape.backward(loss, &mut grads);
         drop(tape);
-        vec![value, grads]
+        vec![value, grads.to_vec()]
     });
 }

@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use pasa::backend::cpu::Cpu;
+use pasa::backend::Memory;
 use pasa::backend::{Activation, KernelKind};
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, Scores, PRESETS};
 use pasa::optim::{AdamConfig, OptState};
@@ -104,7 +105,8 @@ fn kernel_models_start_as_plain_attention() {
             pinit[s.off..s.off + s.len()].copy_from_slice(&kinit[ks.off..ks.off + ks.len()]);
         }
         let run = |m: &Model, init: &Vec<f32>| {
-            let mut t = Tape::new(&b, init, false);
+            let init = b.upload(init);
+            let mut t = Tape::new(&b, &init, false);
             m.score_last(&mut t, &batch)
         };
         let (ks, ps) = (run(&km, &kinit), run(&pm, &pinit));
@@ -157,6 +159,7 @@ fn padded_rows_give_finite_scores_and_zero_hidden() {
     for name in PRESETS {
         let model = Model::new(tiny(name)).unwrap();
         let init = model.params.init(2);
+        let init = b.upload(&init);
         let mut t = Tape::new(&b, &init, false);
         let batch = Batch {
             inputs: vec![0; 6],

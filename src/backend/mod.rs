@@ -24,6 +24,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod pool;
 mod shape;
 mod view;
 
@@ -66,6 +67,10 @@ pub trait Memory {
     /// completes before it returns (the CPU).
     fn synchronize(&self) {}
 
+    /// A buffer of `len` elements whose contents are unspecified (left from an earlier use):
+    /// for outputs an op overwrites entirely.
+    fn alloc(&self, len: usize) -> Self::Buf;
+    /// A buffer of `len` zeros: for outputs an op accumulates into.
     fn zeros(&self, len: usize) -> Self::Buf;
     fn upload(&self, data: &[f32]) -> Self::Buf;
     fn upload_u32(&self, data: &[u32]) -> Self::IBuf;
@@ -77,6 +82,16 @@ pub trait Memory {
     fn axpy(&self, alpha: f32, x: View<Self::Buf>, y: ViewMut<Self::Buf>);
     /// Σ x² (for the global gradient norm).
     fn sum_squares(&self, x: View<Self::Buf>) -> f64;
+
+    /// What this backend has done so far: allocations, launches, GEMMs, fills, transfers
+    /// (`pasa bench` reports the difference over a step).
+    fn counts(&self) -> pool::Counts;
+
+    /// Opens a named range around an op, the step, the evaluation or the optimiser: an NVTX
+    /// range on the GPU (for Nsight) and the unit `pasa bench --profile` times. Ranges nest;
+    /// each push is matched by a [`Memory::range_pop`]. No-ops unless a backend implements them.
+    fn range_push(&self, _name: &'static str) {}
+    fn range_pop(&self) {}
 }
 
 /// Matrix products and the bias ops around them.

@@ -1,7 +1,7 @@
 //! Shared test helpers: finite-difference gradient checks in f64 through the tape.
 #![allow(dead_code)]
 
-use pasa::backend::cpu::Cpu;
+use pasa::backend::cpu::{Cpu, HostBuf};
 use pasa::params::{Init, ParamSet};
 use pasa::rng::Rng;
 use pasa::tape::{Tape, Tid};
@@ -20,7 +20,7 @@ fn dot_out(tape: &Tape<B64>, out: Tid, r: &[f64]) -> f64 {
 
 fn run_tape<'a>(
     b: &'a B64,
-    theta: &'a Vec<f64>,
+    theta: &'a HostBuf<f64>,
     params: &ParamSet,
     record: bool,
     build: &dyn Fn(&mut Tape<B64>, &[Tid]) -> Tid,
@@ -57,12 +57,13 @@ pub fn gradcheck(
 ) -> GradReport {
     let b = B64::new();
     let theta: Vec<f64> = init.iter().map(|&x| x as f64).collect();
-    let (mut tape, out) = run_tape(&b, &theta, params, true, build);
+    let theta_buf = b.adopt(theta.clone());
+    let (mut tape, out) = run_tape(&b, &theta_buf, params, true, build);
     let n_out = tape.shape(out).iter().product::<usize>();
     let mut rng = Rng::new(seed);
     let r: Vec<f64> = (0..n_out).map(|_| rng.normal() as f64).collect();
-    let mut grads = vec![0.0f64; theta.len()];
-    tape.backward_from(out, r.clone(), &mut grads);
+    let mut grads = b.adopt(vec![0.0f64; theta.len()]);
+    tape.backward_from(out, b.adopt(r.clone()), &mut grads);
     drop(tape);
 
     let mut coords: Vec<usize> = (0..theta.len()).collect();
@@ -81,11 +82,13 @@ pub fn gradcheck(
         let mut t = theta.clone();
         t[c] = theta[c] + h;
         let lp = {
+            let t = b.adopt(t.clone());
             let (tp, op) = run_tape(&b, &t, params, false, build);
             dot_out(&tp, op, &r)
         };
         t[c] = theta[c] - h;
         let lm = {
+            let t = b.adopt(t.clone());
             let (tm, om) = run_tape(&b, &t, params, false, build);
             dot_out(&tm, om, &r)
         };

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::real::Real;
-use super::{opt, opt_mut, s as sl, sm, Cpu};
+use super::{opt, opt_mut, s as sl, sm, Cpu, HostBuf, HostInts};
 use crate::backend::{
     Attention, AttnGrads, AttnInputs, AttnLens, AttnShape, KernelKind, MixShape, ScoreSource, View,
     ViewMut,
@@ -575,10 +575,10 @@ impl<T: Real> Attention for Cpu<T> {
     fn attention_fwd(
         &self,
         sh: &AttnShape,
-        i: AttnInputs<Vec<T>>,
-        start: &Vec<u32>,
-        y: ViewMut<Vec<T>>,
-        lse: ViewMut<Vec<T>>,
+        i: AttnInputs<HostBuf<T>>,
+        start: &HostInts,
+        y: ViewMut<HostBuf<T>>,
+        lse: ViewMut<HostBuf<T>>,
     ) {
         attention_forward(
             sh,
@@ -596,12 +596,12 @@ impl<T: Real> Attention for Cpu<T> {
     fn attention_bwd(
         &self,
         sh: &AttnShape,
-        i: AttnInputs<Vec<T>>,
-        start: &Vec<u32>,
-        y: View<Vec<T>>,
-        lse: View<Vec<T>>,
-        dy: View<Vec<T>>,
-        g: AttnGrads<Vec<T>>,
+        i: AttnInputs<HostBuf<T>>,
+        start: &HostInts,
+        y: View<HostBuf<T>>,
+        lse: View<HostBuf<T>>,
+        dy: View<HostBuf<T>>,
+        g: AttnGrads<HostBuf<T>>,
     ) {
         attention_backward(
             sh,
@@ -626,22 +626,22 @@ impl<T: Real> Attention for Cpu<T> {
     fn mix_fwd(
         &self,
         sh: &MixShape,
-        l: View<Vec<T>>,
-        v: View<Vec<T>>,
-        start: &Vec<u32>,
-        out: ViewMut<Vec<T>>,
+        l: View<HostBuf<T>>,
+        v: View<HostBuf<T>>,
+        start: &HostInts,
+        out: ViewMut<HostBuf<T>>,
     ) {
         mix_forward(sh, sl(l), sl(v), start, sm(out));
     }
     fn mix_bwd(
         &self,
         sh: &MixShape,
-        l: View<Vec<T>>,
-        v: View<Vec<T>>,
-        start: &Vec<u32>,
-        dout: View<Vec<T>>,
-        dv: ViewMut<Vec<T>>,
-        dl: ViewMut<Vec<T>>,
+        l: View<HostBuf<T>>,
+        v: View<HostBuf<T>>,
+        start: &HostInts,
+        dout: View<HostBuf<T>>,
+        dv: ViewMut<HostBuf<T>>,
+        dl: ViewMut<HostBuf<T>>,
     ) {
         mix_backward(sh, sl(l), sl(v), start, sl(dout), sm(dv), sm(dl));
     }

@@ -1,7 +1,7 @@
 //! Matrix products (matrixmultiply), bias and column sums.
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf};
 use crate::backend::{Dense, Gemm, View, ViewMut};
 use rayon::prelude::*;
 
@@ -118,13 +118,13 @@ pub fn col_sum<T: Real>(x: &[T], out: &mut [T]) {
 }
 
 impl<T: Real> Dense for Cpu<T> {
-    fn gemm(&self, g: &Gemm, a: View<Vec<T>>, b: View<Vec<T>>, c: ViewMut<Vec<T>>) {
+    fn gemm(&self, g: &Gemm, a: View<HostBuf<T>>, b: View<HostBuf<T>>, c: ViewMut<HostBuf<T>>) {
         gemm(g, s(a), s(b), sm(c));
     }
-    fn bias_add(&self, x: ViewMut<Vec<T>>, bias: View<Vec<T>>) {
+    fn bias_add(&self, x: ViewMut<HostBuf<T>>, bias: View<HostBuf<T>>) {
         bias_add(sm(x), s(bias));
     }
-    fn col_sum(&self, x: View<Vec<T>>, out: ViewMut<Vec<T>>) {
+    fn col_sum(&self, x: View<HostBuf<T>>, out: ViewMut<HostBuf<T>>) {
         col_sum(s(x), sm(out));
     }
 }

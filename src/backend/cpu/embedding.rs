@@ -1,7 +1,7 @@
 //! Embedding lookups: a row-parallel gather and a sequential scatter-add.
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf, HostInts};
 use crate::backend::{Embedding, View, ViewMut};
 use rayon::prelude::*;
 
@@ -31,21 +31,21 @@ pub fn embedding_bwd<T: Real>(ids: &[u32], dout: &[T], cols: usize, scale: f32, 
 impl<T: Real> Embedding for Cpu<T> {
     fn embedding_fwd(
         &self,
-        table: View<Vec<T>>,
-        ids: &Vec<u32>,
+        table: View<HostBuf<T>>,
+        ids: &HostInts,
         cols: usize,
         scale: f32,
-        out: ViewMut<Vec<T>>,
+        out: ViewMut<HostBuf<T>>,
     ) {
         embedding_fwd(s(table), ids, cols, scale, sm(out));
     }
     fn embedding_bwd(
         &self,
-        ids: &Vec<u32>,
-        dout: View<Vec<T>>,
+        ids: &HostInts,
+        dout: View<HostBuf<T>>,
         cols: usize,
         scale: f32,
-        dtable: ViewMut<Vec<T>>,
+        dtable: ViewMut<HostBuf<T>>,
     ) {
         embedding_bwd(ids, s(dout), cols, scale, sm(dtable));
     }

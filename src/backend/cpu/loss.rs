@@ -1,7 +1,7 @@
 //! Full-catalogue softmax cross-entropy and BCE with a sampled negative.
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf, HostInts};
 use crate::backend::{sample_negative, Loss, View, ViewMut};
 use rayon::prelude::*;
 
@@ -184,34 +184,34 @@ pub fn bce_bwd<T: Real>(
 impl<T: Real> Loss for Cpu<T> {
     fn cross_entropy_fwd(
         &self,
-        logits: View<Vec<T>>,
-        targets: &Vec<u32>,
+        logits: View<HostBuf<T>>,
+        targets: &HostInts,
         vocab: usize,
-        loss: ViewMut<Vec<T>>,
-        lse: ViewMut<Vec<T>>,
+        loss: ViewMut<HostBuf<T>>,
+        lse: ViewMut<HostBuf<T>>,
     ) {
         cross_entropy_fwd(s(logits), targets, vocab, sm(loss), sm(lse));
     }
     fn cross_entropy_bwd(
         &self,
-        logits: View<Vec<T>>,
-        lse: View<Vec<T>>,
-        targets: &Vec<u32>,
+        logits: View<HostBuf<T>>,
+        lse: View<HostBuf<T>>,
+        targets: &HostInts,
         vocab: usize,
         scale: f32,
-        dlogits: ViewMut<Vec<T>>,
+        dlogits: ViewMut<HostBuf<T>>,
     ) {
         cross_entropy_bwd(s(logits), s(lse), targets, vocab, scale, sm(dlogits));
     }
     fn cross_entropy_fused(
         &self,
-        logits: View<Vec<T>>,
-        targets: &Vec<u32>,
+        logits: View<HostBuf<T>>,
+        targets: &HostInts,
         vocab: usize,
         scale: f32,
-        loss: ViewMut<Vec<T>>,
-        lse: ViewMut<Vec<T>>,
-        dlogits: ViewMut<Vec<T>>,
+        loss: ViewMut<HostBuf<T>>,
+        lse: ViewMut<HostBuf<T>>,
+        dlogits: ViewMut<HostBuf<T>>,
     ) {
         cross_entropy_fused(
             s(logits),
@@ -225,25 +225,25 @@ impl<T: Real> Loss for Cpu<T> {
     }
     fn bce_fwd(
         &self,
-        h: View<Vec<T>>,
-        table: View<Vec<T>>,
-        targets: &Vec<u32>,
+        h: View<HostBuf<T>>,
+        table: View<HostBuf<T>>,
+        targets: &HostInts,
         vocab: usize,
         seed: u64,
-        loss: ViewMut<Vec<T>>,
+        loss: ViewMut<HostBuf<T>>,
     ) {
         bce_fwd(s(h), s(table), targets, vocab, seed, sm(loss));
     }
     fn bce_bwd(
         &self,
-        h: View<Vec<T>>,
-        table: View<Vec<T>>,
-        targets: &Vec<u32>,
+        h: View<HostBuf<T>>,
+        table: View<HostBuf<T>>,
+        targets: &HostInts,
         vocab: usize,
         seed: u64,
         scale: f32,
-        dh: ViewMut<Vec<T>>,
-        dtable: ViewMut<Vec<T>>,
+        dh: ViewMut<HostBuf<T>>,
+        dtable: ViewMut<HostBuf<T>>,
     ) {
         bce_bwd(
             s(h),

@@ -1,12 +1,31 @@
 //! Buffers on the host: allocation, copies, fills, axpy and the sum of squares.
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf, HostInts};
+use crate::backend::pool::{Counts, Pooled};
 use crate::backend::{DeviceBuf, Memory, View, ViewMut};
 
-impl<T> DeviceBuf for Vec<T> {
+impl<R> DeviceBuf for Pooled<R> {
     fn len(&self) -> usize {
-        Vec::len(self)
+        Pooled::len(self)
+    }
+}
+
+impl<T: Real> Cpu<T> {
+    /// Adopts host data as one of this backend's buffers, in its own precision (no rounding
+    /// through f32, as `upload` does): for the f64 gradient checks.
+    pub fn adopt(&self, data: Vec<T>) -> HostBuf<T> {
+        let len = data.len();
+        Pooled::new(data, len, &self.pool)
+    }
+
+    /// A buffer of `len` elements from the pool, or a fresh one (counted) when none is free.
+    fn take(&self, len: usize) -> HostBuf<T> {
+        let raw = self.pool.take(len).unwrap_or_else(|| {
+            self.counters.allocation(len * std::mem::size_of::<T>());
+            vec![T::ZERO; len]
+        });
+        Pooled::new(raw, len, &self.pool)
     }
 }
 
@@ -16,8 +35,8 @@ pub fn sum_squares<T: Real>(x: &[T]) -> f64 {
 }
 
 impl<T: Real> Memory for Cpu<T> {
-    type Buf = Vec<T>;
-    type IBuf = Vec<u32>;
+    type Buf = HostBuf<T>;
+    type IBuf = HostInts;
 
     fn name(&self) -> String {
         format!(
@@ -26,32 +45,56 @@ impl<T: Real> Memory for Cpu<T> {
             std::any::type_name::<T>()
         )
     }
-    fn zeros(&self, len: usize) -> Vec<T> {
-        vec![T::ZERO; len]
+    fn alloc(&self, len: usize) -> HostBuf<T> {
+        self.take(len)
     }
-    fn upload(&self, data: &[f32]) -> Vec<T> {
-        data.iter().map(|&x| T::from_f32(x)).collect()
+    fn zeros(&self, len: usize) -> HostBuf<T> {
+        let mut b = self.take(len);
+        self.counters.fill();
+        b.fill(T::ZERO);
+        b
     }
-    fn upload_u32(&self, data: &[u32]) -> Vec<u32> {
-        data.to_vec()
+    fn upload(&self, data: &[f32]) -> HostBuf<T> {
+        let mut b = self.take(data.len());
+        for (d, &x) in b.iter_mut().zip(data) {
+            *d = T::from_f32(x);
+        }
+        b
     }
-    fn download(&self, x: View<Vec<T>>) -> Vec<f32> {
+    fn upload_u32(&self, data: &[u32]) -> HostInts {
+        let raw = match self.ints.take(data.len()) {
+            Some(mut v) => {
+                v.copy_from_slice(data);
+                v
+            }
+            None => {
+                self.counters.allocation(4 * data.len());
+                data.to_vec()
+            }
+        };
+        Pooled::new(raw, data.len(), &self.ints)
+    }
+    fn counts(&self) -> Counts {
+        self.counters.snapshot()
+    }
+    fn download(&self, x: View<HostBuf<T>>) -> Vec<f32> {
         s(x).iter().map(|x| x.to_f32()).collect()
     }
-    fn fill(&self, x: ViewMut<Vec<T>>, value: f32) {
+    fn fill(&self, x: ViewMut<HostBuf<T>>, value: f32) {
+        self.counters.fill();
         sm(x).fill(T::from_f32(value));
     }
-    fn copy(&self, src: View<Vec<T>>, dst: ViewMut<Vec<T>>) {
+    fn copy(&self, src: View<HostBuf<T>>, dst: ViewMut<HostBuf<T>>) {
         assert_eq!(src.len, dst.len, "copy: lengths differ");
         sm(dst).copy_from_slice(s(src));
     }
-    fn axpy(&self, alpha: f32, x: View<Vec<T>>, y: ViewMut<Vec<T>>) {
+    fn axpy(&self, alpha: f32, x: View<HostBuf<T>>, y: ViewMut<HostBuf<T>>) {
         let a = T::from_f32(alpha);
         for (y, &x) in sm(y).iter_mut().zip(s(x)) {
             *y += a * x;
         }
     }
-    fn sum_squares(&self, x: View<Vec<T>>) -> f64 {
+    fn sum_squares(&self, x: View<HostBuf<T>>) -> f64 {
         sum_squares(s(x))
     }
 }

@@ -18,30 +18,60 @@ pub mod optim;
 pub mod pointwise;
 pub mod real;
 
+use super::pool::{Counters, Pool, Pooled};
 use super::{View, ViewMut};
-use std::marker::PhantomData;
+use std::sync::Arc;
 
-/// The CPU device, computing in `T` (f32 or f64).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cpu<T = f32>(PhantomData<T>);
+/// A host buffer of the CPU backend: returns to the backend's pool when dropped.
+pub type HostBuf<T> = Pooled<Vec<T>>;
+/// A host index buffer (ids, targets, window starts).
+pub type HostInts = Pooled<Vec<u32>>;
+
+/// The CPU device, computing in `T` (f32 or f64), with its buffer pools (src/backend/pool.rs:
+/// a training step reuses the previous step's buffers instead of asking the OS for fresh,
+/// zero-filled pages) and counters. Clones share the pools.
+#[derive(Debug, Clone)]
+pub struct Cpu<T = f32> {
+    pool: Arc<Pool<Vec<T>>>,
+    ints: Arc<Pool<Vec<u32>>>,
+    counters: Arc<Counters>,
+}
+
+impl<T> Default for Cpu<T> {
+    fn default() -> Self {
+        Cpu {
+            pool: Arc::default(),
+            ints: Arc::default(),
+            counters: Arc::default(),
+        }
+    }
+}
 
 impl<T> Cpu<T> {
     pub fn new() -> Self {
-        Cpu(PhantomData)
+        Self::default()
+    }
+}
+
+impl<T> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} elements free)", self.free_elements())
     }
 }
 
 /// The slice a view covers.
-fn s<'a, T>(v: View<'a, Vec<T>>) -> &'a [T] {
-    &v.buf[v.off..v.off + v.len]
+fn s<'a, T>(v: View<'a, HostBuf<T>>) -> &'a [T] {
+    let buf: &'a Vec<T> = v.buf;
+    &buf[v.off..v.off + v.len]
 }
-fn sm<'a, T>(v: ViewMut<'a, Vec<T>>) -> &'a mut [T] {
-    &mut v.buf[v.off..v.off + v.len]
+fn sm<'a, T>(v: ViewMut<'a, HostBuf<T>>) -> &'a mut [T] {
+    let buf: &'a mut Vec<T> = v.buf;
+    &mut buf[v.off..v.off + v.len]
 }
 /// An optional view as a slice, empty when absent.
-fn opt<'a, T>(v: Option<View<'a, Vec<T>>>) -> &'a [T] {
+fn opt<'a, T>(v: Option<View<'a, HostBuf<T>>>) -> &'a [T] {
     v.map(s).unwrap_or(&[])
 }
-fn opt_mut<'a, T>(v: Option<ViewMut<'a, Vec<T>>>) -> &'a mut [T] {
+fn opt_mut<'a, T>(v: Option<ViewMut<'a, HostBuf<T>>>) -> &'a mut [T] {
     v.map(sm).unwrap_or(&mut [])
 }

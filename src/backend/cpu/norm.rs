@@ -2,7 +2,7 @@
 //! (fixed row blocks, see [`super::dense::col_sum`]).
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf};
 use crate::backend::{Norm, View, ViewMut};
 use rayon::prelude::*;
 
@@ -81,26 +81,26 @@ pub fn layernorm_bwd<T: Real>(
 impl<T: Real> Norm for Cpu<T> {
     fn layernorm_fwd(
         &self,
-        x: View<Vec<T>>,
-        gamma: View<Vec<T>>,
-        beta: View<Vec<T>>,
+        x: View<HostBuf<T>>,
+        gamma: View<HostBuf<T>>,
+        beta: View<HostBuf<T>>,
         eps: f32,
-        y: ViewMut<Vec<T>>,
-        mean: ViewMut<Vec<T>>,
-        rstd: ViewMut<Vec<T>>,
+        y: ViewMut<HostBuf<T>>,
+        mean: ViewMut<HostBuf<T>>,
+        rstd: ViewMut<HostBuf<T>>,
     ) {
         layernorm_fwd(s(x), s(gamma), s(beta), eps, sm(y), sm(mean), sm(rstd));
     }
     fn layernorm_bwd(
         &self,
-        x: View<Vec<T>>,
-        gamma: View<Vec<T>>,
-        mean: View<Vec<T>>,
-        rstd: View<Vec<T>>,
-        dy: View<Vec<T>>,
-        dx: ViewMut<Vec<T>>,
-        dgamma: ViewMut<Vec<T>>,
-        dbeta: ViewMut<Vec<T>>,
+        x: View<HostBuf<T>>,
+        gamma: View<HostBuf<T>>,
+        mean: View<HostBuf<T>>,
+        rstd: View<HostBuf<T>>,
+        dy: View<HostBuf<T>>,
+        dx: ViewMut<HostBuf<T>>,
+        dgamma: ViewMut<HostBuf<T>>,
+        dbeta: ViewMut<HostBuf<T>>,
     ) {
         layernorm_bwd(
             s(x),

@@ -1,7 +1,7 @@
 //! Adam (with decoupled weight decay) over the flat parameter buffer.
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf};
 use crate::backend::{AdamStep, Optim, View, ViewMut};
 use rayon::prelude::*;
 
@@ -33,10 +33,10 @@ impl<T: Real> Optim for Cpu<T> {
     fn adam(
         &self,
         st: &AdamStep,
-        params: ViewMut<Vec<T>>,
-        grads: View<Vec<T>>,
-        m: ViewMut<Vec<T>>,
-        v: ViewMut<Vec<T>>,
+        params: ViewMut<HostBuf<T>>,
+        grads: View<HostBuf<T>>,
+        m: ViewMut<HostBuf<T>>,
+        v: ViewMut<HostBuf<T>>,
     ) {
         adam(st, sm(params), s(grads), sm(m), sm(v));
     }

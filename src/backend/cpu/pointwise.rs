@@ -1,7 +1,7 @@
 //! Activations, dropout, padding-row masks and the rotary embedding.
 
 use super::real::Real;
-use super::{s, sm, Cpu};
+use super::{s, sm, Cpu, HostBuf, HostInts};
 use crate::backend::{Activation, Pointwise, View, ViewMut};
 use crate::rng;
 use rayon::prelude::*;
@@ -100,26 +100,32 @@ pub fn rope<T: Real>(x: &[T], n: usize, heads: usize, dh: usize, inverse: bool, 
 }
 
 impl<T: Real> Pointwise for Cpu<T> {
-    fn act_fwd(&self, act: Activation, x: View<Vec<T>>, y: ViewMut<Vec<T>>) {
+    fn act_fwd(&self, act: Activation, x: View<HostBuf<T>>, y: ViewMut<HostBuf<T>>) {
         act_fwd(act, s(x), sm(y));
     }
-    fn act_bwd(&self, act: Activation, x: View<Vec<T>>, dy: View<Vec<T>>, dx: ViewMut<Vec<T>>) {
+    fn act_bwd(
+        &self,
+        act: Activation,
+        x: View<HostBuf<T>>,
+        dy: View<HostBuf<T>>,
+        dx: ViewMut<HostBuf<T>>,
+    ) {
         act_bwd(act, s(x), s(dy), sm(dx));
     }
-    fn dropout(&self, x: View<Vec<T>>, p: f32, seed: u64, y: ViewMut<Vec<T>>) {
+    fn dropout(&self, x: View<HostBuf<T>>, p: f32, seed: u64, y: ViewMut<HostBuf<T>>) {
         dropout(s(x), p, seed, sm(y));
     }
-    fn row_mask(&self, x: ViewMut<Vec<T>>, start: &Vec<u32>, n: usize) {
+    fn row_mask(&self, x: ViewMut<HostBuf<T>>, start: &HostInts, n: usize) {
         row_mask(sm(x), start, n);
     }
     fn rope(
         &self,
-        x: View<Vec<T>>,
+        x: View<HostBuf<T>>,
         n: usize,
         heads: usize,
         dh: usize,
         inverse: bool,
-        y: ViewMut<Vec<T>>,
+        y: ViewMut<HostBuf<T>>,
     ) {
         rope(s(x), n, heads, dh, inverse, sm(y));
     }

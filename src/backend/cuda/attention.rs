@@ -6,6 +6,7 @@ use super::params::{
     AttnBwdParams, AttnDims, AttnFwdParams, AttnIn, MixBwdParams, MixDims, MixFwdParams,
 };
 use super::{Cuda, MAX_HEAD_WIDTH};
+use super::{GpuBuf, GpuInts};
 use crate::backend::{
     Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, Pointwise,
     ScoreSource, View, ViewMut,
@@ -13,8 +14,8 @@ use crate::backend::{
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaSlice;
 
-type V<'a> = View<'a, CudaSlice<f32>>;
-type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
+type V<'a> = View<'a, GpuBuf>;
+type VM<'a> = ViewMut<'a, GpuBuf>;
 
 /// Threads per block of every attention kernel.
 const THREADS: u32 = 128;
@@ -111,12 +112,7 @@ impl Cuda {
 
     /// The input pointers as the kernels want them: null where the configuration does not
     /// read them.
-    fn attn_in(
-        &self,
-        s: &AttnShape,
-        i: &AttnInputs<CudaSlice<f32>>,
-        start: &CudaSlice<u32>,
-    ) -> AttnIn {
+    fn attn_in(&self, s: &AttnShape, i: &AttnInputs<GpuBuf>, start: &GpuInts) -> AttnIn {
         let content = s.score == ScoreSource::Content;
         let when = |read: bool, v| if read { self.ptr_opt(v) } else { 0 };
         AttnIn {
@@ -184,14 +180,7 @@ impl Cuda {
 }
 
 impl Attention for Cuda {
-    fn attention_fwd(
-        &self,
-        s: &AttnShape,
-        i: AttnInputs<CudaSlice<f32>>,
-        start: &CudaSlice<u32>,
-        y: VM,
-        lse: VM,
-    ) {
+    fn attention_fwd(&self, s: &AttnShape, i: AttnInputs<GpuBuf>, start: &GpuInts, y: VM, lse: VM) {
         s.check_forward(&i.lens(), start.len(), y.len, lse.len);
         if s.batch == 0 || s.n == 0 || s.width() == 0 {
             self.fill(y, 0.0);
@@ -217,12 +206,12 @@ impl Attention for Cuda {
     fn attention_bwd(
         &self,
         s: &AttnShape,
-        i: AttnInputs<CudaSlice<f32>>,
-        start: &CudaSlice<u32>,
+        i: AttnInputs<GpuBuf>,
+        start: &GpuInts,
         y: V,
         lse: V,
         dy: V,
-        g: AttnGrads<CudaSlice<f32>>,
+        g: AttnGrads<GpuBuf>,
     ) {
         s.check_backward(&i.lens(), start.len(), y.len, lse.len, dy.len, &g.lens());
         let (b, n, h) = (s.batch, s.n, s.heads);
@@ -275,17 +264,17 @@ impl Attention for Cuda {
         let (mut dq_tmp, mut dk_tmp) = (None, None);
         let dq_ptr: CUdeviceptr = match (&dq, content) {
             (Some(d), true) => self.ptr_mut(d),
-            (None, true) => self.addr(dq_tmp.insert(self.alloc(act))),
+            (None, true) => self.addr(dq_tmp.insert(self.zeroed(act))),
             (_, false) => 0,
         };
         let dk_ptr: CUdeviceptr = match (&dk, content) {
             (Some(d), true) => self.ptr_mut(d),
-            (None, true) => self.addr(dk_tmp.insert(self.alloc(act))),
+            (None, true) => self.addr(dk_tmp.insert(self.zeroed(act))),
             (_, false) => 0,
         };
 
         // D = rowwise dy·y; zeroes dq (accumulated with atomics by attn_bwd).
-        let delta = self.alloc(b * h * n);
+        let delta = self.zeroed(b * h * n);
         self.launch(
             "attn_bwd_preprocess",
             (blocks(b * n * h, 8), 1, 1),
@@ -310,9 +299,9 @@ impl Attention for Cuda {
             .count();
         let groups = batch_groups(b, h, n, nws);
         let tri = n * (n + 1) / 2;
-        let ws = |want: bool| want.then(|| self.alloc(groups * h * tri));
+        let ws = |want: bool| want.then(|| self.zeroed(groups * h * tri));
         let (ws_du, ws_dl, ws_dpos) = (ws(du.is_some()), ws(dl.is_some()), ws(dpos.is_some()));
-        let wp = |w: &Option<CudaSlice<f32>>| w.as_ref().map_or(0, |w| self.addr(w));
+        let wp = |w: &Option<GpuBuf>| w.as_ref().map_or(0, |w| self.addr(w));
 
         let params = AttnBwdParams {
             inputs: self.attn_in(s, &i, start),
@@ -348,7 +337,7 @@ impl Attention for Cuda {
         drop((dq_tmp, dk_tmp));
     }
 
-    fn mix_fwd(&self, s: &MixShape, l: V, v: V, start: &CudaSlice<u32>, out: VM) {
+    fn mix_fwd(&self, s: &MixShape, l: V, v: V, start: &GpuInts, out: VM) {
         s.check_forward(l.len, v.len, start.len(), out.len);
         self.check_mix_width(s);
         if s.batch == 0 || s.n == 0 || s.heads * s.dh == 0 {
@@ -377,7 +366,7 @@ impl Attention for Cuda {
         );
     }
 
-    fn mix_bwd(&self, s: &MixShape, l: V, v: V, start: &CudaSlice<u32>, dout: V, dv: VM, dl: VM) {
+    fn mix_bwd(&self, s: &MixShape, l: V, v: V, start: &GpuInts, dout: V, dv: VM, dl: VM) {
         s.check_backward(l.len, v.len, start.len(), dout.len, dv.len, dl.len);
         self.check_mix_width(s);
         if s.batch == 0 || s.n == 0 || s.heads * s.dh == 0 {
@@ -392,7 +381,7 @@ impl Attention for Cuda {
             return;
         }
         let groups = batch_groups(s.batch, s.heads, s.n, 1);
-        let ws = self.alloc(groups * s.heads * (s.n * (s.n + 1) / 2));
+        let ws = self.zeroed(groups * s.heads * (s.n * (s.n + 1) / 2));
         let params = MixBwdParams {
             v: self.ptr(v),
             l: self.ptr(l),

@@ -8,10 +8,10 @@
 
 use super::launch::{blocks, int, size, to_i32, Arg};
 use super::Cuda;
+use super::GpuBuf;
 use crate::backend::{Dense, Gemm, Memory, View, ViewMut};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::CudaSlice;
 
 fn op(trans: bool) -> cublasOperation_t {
     if trans {
@@ -37,13 +37,7 @@ pub(super) fn col_chunks(rows: usize) -> usize {
 }
 
 impl Dense for Cuda {
-    fn gemm(
-        &self,
-        g: &Gemm,
-        a: View<CudaSlice<f32>>,
-        b: View<CudaSlice<f32>>,
-        c: ViewMut<CudaSlice<f32>>,
-    ) {
+    fn gemm(&self, g: &Gemm, a: View<GpuBuf>, b: View<GpuBuf>, c: ViewMut<GpuBuf>) {
         let (m, n, k) = (g.m, g.n, g.k);
         if g.batch == 0 || m == 0 || n == 0 {
             return;
@@ -122,9 +116,9 @@ impl Dense for Cuda {
             beta: g.beta,
             ldc: to_i32(n.max(1)),
         };
-        let av = a.buf.slice(a.off..a.off + a.len);
-        let bv = b.buf.slice(b.off..b.off + b.len);
-        let mut cv = c.buf.slice_mut(c.off..c.off + c.len);
+        let av = (**a.buf).slice(a.off..a.off + a.len);
+        let bv = (**b.buf).slice(b.off..b.off + b.len);
+        let mut cv = (**c.buf).slice_mut(c.off..c.off + c.len);
         // cuBLAS calls do not bind the context themselves; a backend used from another thread
         // than the one that created it would otherwise run on no context.
         self.ctx
@@ -147,6 +141,7 @@ impl Dense for Cuda {
             }
         };
         r.unwrap_or_else(|e| panic!("cuda: cuBLAS sgemm {g:?} failed: {e}"));
+        self.counters.gemm();
         if self.sync_each_launch {
             self.stream
                 .synchronize()
@@ -154,7 +149,7 @@ impl Dense for Cuda {
         }
     }
 
-    fn bias_add(&self, x: ViewMut<CudaSlice<f32>>, bias: View<CudaSlice<f32>>) {
+    fn bias_add(&self, x: ViewMut<GpuBuf>, bias: View<GpuBuf>) {
         let cols = bias.len;
         if cols == 0 {
             return;
@@ -168,7 +163,7 @@ impl Dense for Cuda {
     }
 
     /// Two stages when the rows are many: per-chunk partials, then their column sums.
-    fn col_sum(&self, x: View<CudaSlice<f32>>, out: ViewMut<CudaSlice<f32>>) {
+    fn col_sum(&self, x: View<GpuBuf>, out: ViewMut<GpuBuf>) {
         let cols = out.len;
         if cols == 0 {
             return;
@@ -186,7 +181,7 @@ impl Dense for Cuda {
             );
             return;
         }
-        let ws = self.alloc(g * cols);
+        let ws = self.zeroed(g * cols);
         self.launch(
             "col_sum",
             (gx, g as u32, 1),

@@ -2,17 +2,17 @@
 
 use super::launch::{int, Arg};
 use super::Cuda;
+use super::{GpuBuf, GpuInts};
 use crate::backend::{Embedding, View, ViewMut};
-use cudarc::driver::CudaSlice;
 
 impl Embedding for Cuda {
     fn embedding_fwd(
         &self,
-        table: View<CudaSlice<f32>>,
-        ids: &CudaSlice<u32>,
+        table: View<GpuBuf>,
+        ids: &GpuInts,
         cols: usize,
         scale: f32,
-        out: ViewMut<CudaSlice<f32>>,
+        out: ViewMut<GpuBuf>,
     ) {
         if cols == 0 {
             return;
@@ -34,11 +34,11 @@ impl Embedding for Cuda {
 
     fn embedding_bwd(
         &self,
-        ids: &CudaSlice<u32>,
-        dout: View<CudaSlice<f32>>,
+        ids: &GpuInts,
+        dout: View<GpuBuf>,
         cols: usize,
         scale: f32,
-        dtable: ViewMut<CudaSlice<f32>>,
+        dtable: ViewMut<GpuBuf>,
     ) {
         if cols == 0 {
             return;

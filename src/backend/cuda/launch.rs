@@ -8,6 +8,7 @@
 //! [`Cuda::launch_params`].
 
 use super::Cuda;
+use super::GpuBuf;
 use crate::backend::{View, ViewMut, MAX_GRID_YZ};
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
@@ -58,29 +59,29 @@ impl Cuda {
     }
 
     /// Device address of the first element of a view.
-    pub(super) fn ptr(&self, v: View<CudaSlice<f32>>) -> CUdeviceptr {
+    pub(super) fn ptr(&self, v: View<GpuBuf>) -> CUdeviceptr {
         debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
         self.addr(v.buf) + (v.off * std::mem::size_of::<f32>()) as u64
     }
 
     /// Device address of the first element of a mutable view.
-    pub(super) fn ptr_mut(&self, v: &ViewMut<CudaSlice<f32>>) -> CUdeviceptr {
+    pub(super) fn ptr_mut(&self, v: &ViewMut<GpuBuf>) -> CUdeviceptr {
         debug_assert!(v.off + v.len <= v.buf.len(), "view past its buffer");
         self.addr(&*v.buf) + (v.off * std::mem::size_of::<f32>()) as u64
     }
 
     /// Device address of an optional view (0, the null pointer, when absent).
-    pub(super) fn ptr_opt(&self, v: Option<View<CudaSlice<f32>>>) -> CUdeviceptr {
+    pub(super) fn ptr_opt(&self, v: Option<View<GpuBuf>>) -> CUdeviceptr {
         v.map_or(0, |v| self.ptr(v))
     }
 
     /// Pointer argument to the first element of a view.
-    pub(super) fn p(&self, v: View<CudaSlice<f32>>) -> Arg {
+    pub(super) fn p(&self, v: View<GpuBuf>) -> Arg {
         Arg::Ptr(self.ptr(v))
     }
 
     /// Pointer argument to the first element of a mutable view.
-    pub(super) fn pm(&self, v: &ViewMut<CudaSlice<f32>>) -> Arg {
+    pub(super) fn pm(&self, v: &ViewMut<GpuBuf>) -> Arg {
         Arg::Ptr(self.ptr_mut(v))
     }
 
@@ -160,6 +161,7 @@ impl Cuda {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return;
         }
+        self.counters.launch();
         // The configuration checks keep batch, heads and n within this (MAX_GRID_YZ); a launch
         // past it would fail with an opaque CUDA_ERROR_INVALID_VALUE.
         assert!(

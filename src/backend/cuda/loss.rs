@@ -2,21 +2,14 @@
 
 use super::launch::{blocks, int, Arg};
 use super::Cuda;
+use super::{GpuBuf, GpuInts};
 use crate::backend::{Loss, View, ViewMut};
-use cudarc::driver::CudaSlice;
 
-type V<'a> = View<'a, CudaSlice<f32>>;
-type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
+type V<'a> = View<'a, GpuBuf>;
+type VM<'a> = ViewMut<'a, GpuBuf>;
 
 impl Loss for Cuda {
-    fn cross_entropy_fwd(
-        &self,
-        logits: V,
-        targets: &CudaSlice<u32>,
-        vocab: usize,
-        loss: VM,
-        lse: VM,
-    ) {
+    fn cross_entropy_fwd(&self, logits: V, targets: &GpuInts, vocab: usize, loss: VM, lse: VM) {
         let rows = loss.len.min(lse.len).min(targets.len());
         self.launch(
             "cross_entropy_fwd",
@@ -38,7 +31,7 @@ impl Loss for Cuda {
         &self,
         logits: V,
         lse: V,
-        targets: &CudaSlice<u32>,
+        targets: &GpuInts,
         vocab: usize,
         scale: f32,
         dlogits: VM,
@@ -64,7 +57,7 @@ impl Loss for Cuda {
         );
     }
 
-    fn bce_fwd(&self, h: V, table: V, targets: &CudaSlice<u32>, vocab: usize, seed: u64, loss: VM) {
+    fn bce_fwd(&self, h: V, table: V, targets: &GpuInts, vocab: usize, seed: u64, loss: VM) {
         let rows = targets.len();
         let d = h.len / rows.max(1);
         self.launch(
@@ -89,7 +82,7 @@ impl Loss for Cuda {
         &self,
         h: V,
         table: V,
-        targets: &CudaSlice<u32>,
+        targets: &GpuInts,
         vocab: usize,
         seed: u64,
         scale: f32,

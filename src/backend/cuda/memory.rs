@@ -2,15 +2,9 @@
 //! that are driver calls: allocation, uploads, downloads and device-to-device copies.
 
 use super::launch::{size, Arg};
-use super::Cuda;
+use super::{Cuda, GpuBuf, GpuInts};
+use crate::backend::pool::Counts;
 use crate::backend::{DeviceBuf, Memory, View, ViewMut};
-use cudarc::driver::CudaSlice;
-
-impl DeviceBuf for CudaSlice<f32> {
-    fn len(&self) -> usize {
-        CudaSlice::len(self)
-    }
-}
 
 /// Blocks of the first stage of a full-buffer reduction (partials summed by one block).
 fn reduce_blocks(count: usize) -> usize {
@@ -18,8 +12,8 @@ fn reduce_blocks(count: usize) -> usize {
 }
 
 impl Memory for Cuda {
-    type Buf = CudaSlice<f32>;
-    type IBuf = CudaSlice<u32>;
+    type Buf = GpuBuf;
+    type IBuf = GpuInts;
 
     fn name(&self) -> String {
         format!("cuda:{} ({})", self.ordinal, self.device_name)
@@ -31,22 +25,33 @@ impl Memory for Cuda {
         });
     }
 
-    fn zeros(&self, len: usize) -> CudaSlice<f32> {
-        self.alloc(len)
+    fn alloc(&self, len: usize) -> GpuBuf {
+        Cuda::alloc(self, len)
     }
-    fn upload(&self, data: &[f32]) -> CudaSlice<f32> {
-        self.upload_any(data)
+    fn zeros(&self, len: usize) -> GpuBuf {
+        self.zeroed(len)
     }
-    fn upload_u32(&self, data: &[u32]) -> CudaSlice<u32> {
-        self.upload_any(data)
+    fn upload(&self, data: &[f32]) -> GpuBuf {
+        let mut b = Cuda::alloc(self, data.len());
+        self.upload_into(data, &mut b);
+        b
     }
-    fn download(&self, x: View<CudaSlice<f32>>) -> Vec<f32> {
+    fn upload_u32(&self, data: &[u32]) -> GpuInts {
+        let mut b = self.alloc_ints(data.len());
+        self.upload_into(data, &mut b);
+        b
+    }
+    fn counts(&self) -> Counts {
+        self.counters.snapshot()
+    }
+    fn download(&self, x: View<GpuBuf>) -> Vec<f32> {
         if x.len == 0 {
             return Vec::new();
         }
+        self.counters.transfer();
         let v = self
             .stream
-            .clone_dtoh(&x.buf.slice(x.off..x.off + x.len))
+            .clone_dtoh(&(**x.buf).slice(x.off..x.off + x.len))
             .unwrap_or_else(|e| panic!("cuda: download of {} floats failed: {e}", x.len));
         // A device-to-pageable copy completes before returning (CUDA's documented behaviour),
         // but cudarc's guard for a Vec does not synchronise: make the sync point explicit, so
@@ -56,23 +61,23 @@ impl Memory for Cuda {
             .unwrap_or_else(|e| panic!("cuda: a queued kernel failed: {e}"));
         v
     }
-    fn fill(&self, x: ViewMut<CudaSlice<f32>>, value: f32) {
+    fn fill(&self, x: ViewMut<GpuBuf>, value: f32) {
         let n = x.len;
         self.launch_flat("fill_f32", n, &[self.pm(&x), Arg::F32(value), size(n)]);
     }
     /// A stream-ordered device-to-device memcpy (no kernel).
-    fn copy(&self, src: View<CudaSlice<f32>>, dst: ViewMut<CudaSlice<f32>>) {
+    fn copy(&self, src: View<GpuBuf>, dst: ViewMut<GpuBuf>) {
         assert_eq!(src.len, dst.len, "copy: lengths differ");
         if src.len == 0 {
             return;
         }
-        let s = src.buf.slice(src.off..src.off + src.len);
-        let mut d = dst.buf.slice_mut(dst.off..dst.off + dst.len);
+        let s = (**src.buf).slice(src.off..src.off + src.len);
+        let mut d = (**dst.buf).slice_mut(dst.off..dst.off + dst.len);
         self.stream
             .memcpy_dtod(&s, &mut d)
             .unwrap_or_else(|e| panic!("cuda: device copy failed: {e}"));
     }
-    fn axpy(&self, alpha: f32, x: View<CudaSlice<f32>>, y: ViewMut<CudaSlice<f32>>) {
+    fn axpy(&self, alpha: f32, x: View<GpuBuf>, y: ViewMut<GpuBuf>) {
         let n = x.len.min(y.len);
         self.launch_flat(
             "axpy_f32",
@@ -81,7 +86,7 @@ impl Memory for Cuda {
         );
     }
     /// Per-block partials, one block to finish, one float back to the host.
-    fn sum_squares(&self, x: View<CudaSlice<f32>>) -> f64 {
+    fn sum_squares(&self, x: View<GpuBuf>) -> f64 {
         let n = x.len;
         if n == 0 {
             return 0.0;

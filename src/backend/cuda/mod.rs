@@ -10,10 +10,9 @@
 //! libcuda, [`Cuda::new`], [`cuda_available`] and [`device_info`] report that instead of
 //! panicking (cudarc panics when a dynamically loaded library is missing).
 //!
-//! Memory: every op allocates its temporaries (workspaces, partials) with a stream-ordered
-//! `cuMemAllocAsync` and frees them when they go out of scope, which the driver's pool makes
-//! cheap. A per-backend cache of workspaces keyed by size would remove even that, and is the
-//! first thing to try if allocation shows up in a profile.
+//! Memory: every buffer, the ops' own temporaries (workspaces, partials) included, comes from
+//! the backend's pool (src/backend/pool.rs) and goes back to it when dropped, so a training
+//! step allocates nothing once its shapes have been seen, and the counters say so.
 
 mod attention;
 mod dense;
@@ -28,6 +27,8 @@ mod params;
 mod pointwise;
 
 pub use device::{cuda_available, device_info};
+
+use crate::backend::pool::{Counters, Pool, Pooled};
 
 use crate::error::{Error, Result};
 use cudarc::cublas::CudaBlas;
@@ -61,7 +62,15 @@ pub struct Cuda {
     sync_each_launch: bool,
     ordinal: usize,
     device_name: String,
+    pool: Arc<Pool<CudaSlice<f32>>>,
+    ints: Arc<Pool<CudaSlice<u32>>>,
+    counters: Counters,
 }
+
+/// A device buffer of the CUDA backend: returns to the backend's pool when dropped.
+pub type GpuBuf = Pooled<CudaSlice<f32>>;
+/// A device index buffer.
+pub type GpuInts = Pooled<CudaSlice<u32>>;
 
 impl Cuda {
     /// Open device `ordinal`: check that this build has kernels and that the driver, cuBLAS
@@ -131,6 +140,9 @@ impl Cuda {
             sync_each_launch: std::env::var("PASA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             ordinal,
             device_name,
+            pool: Arc::default(),
+            ints: Arc::default(),
+            counters: Counters::default(),
         };
         cuda.allow_large_shared_memory()?;
         Ok(cuda)
@@ -164,36 +176,53 @@ impl Cuda {
             .unwrap_or_else(|| panic!("cuda: kernel {name} is not among the loaded entry points"))
     }
 
-    /// A zeroed device buffer.
-    fn alloc(&self, len: usize) -> CudaSlice<f32> {
-        self.alloc_any(len)
+    /// A device buffer of `len` floats from the pool, or a fresh one (counted); contents
+    /// unspecified.
+    fn alloc(&self, len: usize) -> GpuBuf {
+        let raw = self.pool.take(len).unwrap_or_else(|| self.fresh(len));
+        Pooled::new(raw, len, &self.pool)
     }
 
-    /// A zeroed device buffer of any element type. Length 0 gets a one-element allocation
-    /// seen as empty: cuMemAlloc rejects a size of 0, and relying on the async allocator
-    /// accepting it is not worth the risk.
-    fn alloc_any<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> CudaSlice<T> {
-        let buf = self
-            .stream
-            .alloc_zeros::<T>(len.max(1))
-            .unwrap_or_else(|e| panic!("cuda: allocating {len} elements failed: {e}"));
+    /// A pooled device buffer of `len` zeros (one stream-ordered memset, counted as a fill).
+    fn zeroed(&self, len: usize) -> GpuBuf {
+        let mut b = self.alloc(len);
         if len > 0 {
-            return buf;
+            self.counters.fill();
+            self.stream
+                .memset_zeros(&mut b.slice_mut(0..len))
+                .unwrap_or_else(|e| panic!("cuda: zeroing {len} floats failed: {e}"));
         }
-        let ptr = buf.leak();
-        // SAFETY: `ptr` is a live allocation of this stream's context, owned by nobody after
-        // leak(); the new slice frees it on drop and, with length 0, never indexes it.
-        unsafe { self.stream.upgrade_device_ptr(ptr, 0) }
+        b
     }
 
-    /// Upload host data (empty data gives an empty buffer).
-    fn upload_any<T: DeviceRepr + ValidAsZeroBits>(&self, data: &[T]) -> CudaSlice<T> {
+    /// A device index buffer of `len` from the pool, or a fresh one (counted).
+    fn alloc_ints(&self, len: usize) -> GpuInts {
+        let raw = self.ints.take(len).unwrap_or_else(|| self.fresh(len));
+        Pooled::new(raw, len, &self.ints)
+    }
+
+    /// A new device allocation of `len` elements (at least one: cuMemAlloc rejects a size of
+    /// 0), counted. Its contents are whatever the allocator left (the emulation fills fresh
+    /// memory with NaN, so a kernel that reads before writing shows up in the parity tests).
+    fn fresh<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> CudaSlice<T> {
+        self.counters
+            .allocation(len.max(1) * std::mem::size_of::<T>());
+        // SAFETY: device memory is never read by the host before a kernel or copy writes it;
+        // uninitialised device memory is not undefined behaviour on the Rust side.
+        unsafe { self.stream.alloc::<T>(len.max(1)) }
+            .unwrap_or_else(|e| panic!("cuda: allocating {len} elements failed: {e}"))
+    }
+
+    /// Copies host data into a pooled device buffer.
+    fn upload_into<T: DeviceRepr + ValidAsZeroBits>(&self, data: &[T], dst: &mut CudaSlice<T>) {
         if data.is_empty() {
-            return self.alloc_any(0);
+            return;
         }
+        self.counters.transfer();
+        let mut d = dst.slice_mut(0..data.len());
         self.stream
-            .clone_htod(data)
-            .unwrap_or_else(|e| panic!("cuda: upload of {} elements failed: {e}", data.len()))
+            .memcpy_htod(data, &mut d)
+            .unwrap_or_else(|e| panic!("cuda: upload of {} elements failed: {e}", data.len()));
     }
 }
 

@@ -4,11 +4,11 @@
 use super::dense::col_chunks;
 use super::launch::{blocks, int, Arg};
 use super::Cuda;
+use super::GpuBuf;
 use crate::backend::{Dense, DeviceBuf, Norm, View, ViewMut};
-use cudarc::driver::CudaSlice;
 
-type V<'a> = View<'a, CudaSlice<f32>>;
-type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
+type V<'a> = View<'a, GpuBuf>;
+type VM<'a> = ViewMut<'a, GpuBuf>;
 
 impl Norm for Cuda {
     fn layernorm_fwd(&self, x: V, gamma: V, beta: V, eps: f32, y: VM, mean: VM, rstd: VM) {
@@ -94,7 +94,7 @@ impl Norm for Cuda {
             params(self.pm(&dgamma), self.pm(&dbeta));
             return;
         }
-        let (wg, wb) = (self.alloc(g * cols), self.alloc(g * cols));
+        let (wg, wb) = (self.zeroed(g * cols), self.zeroed(g * cols));
         params(self.pb(&wg), self.pb(&wb));
         self.col_sum(wg.view(), dgamma);
         self.col_sum(wb.view(), dbeta);

@@ -3,13 +3,13 @@
 use super::launch::{to_i32, FLAT_BLOCK};
 use super::params::AdamParams;
 use super::Cuda;
+use super::GpuBuf;
 use crate::backend::{AdamStep, Optim, View, ViewMut};
-use cudarc::driver::CudaSlice;
 
-type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
+type VM<'a> = ViewMut<'a, GpuBuf>;
 
 impl Optim for Cuda {
-    fn adam(&self, st: &AdamStep, params: VM, grads: View<CudaSlice<f32>>, m: VM, v: VM) {
+    fn adam(&self, st: &AdamStep, params: VM, grads: View<GpuBuf>, m: VM, v: VM) {
         let n = params.len.min(grads.len).min(m.len).min(v.len);
         let p = AdamParams {
             param: self.ptr_mut(&params),

@@ -3,11 +3,11 @@
 
 use super::launch::{blocks, int, size, Arg};
 use super::Cuda;
+use super::{GpuBuf, GpuInts};
 use crate::backend::{Activation, Pointwise, View, ViewMut};
-use cudarc::driver::CudaSlice;
 
-type V<'a> = View<'a, CudaSlice<f32>>;
-type VM<'a> = ViewMut<'a, CudaSlice<f32>>;
+type V<'a> = View<'a, GpuBuf>;
+type VM<'a> = ViewMut<'a, GpuBuf>;
 
 impl Pointwise for Cuda {
     fn act_fwd(&self, act: Activation, x: V, y: VM) {
@@ -37,7 +37,7 @@ impl Pointwise for Cuda {
         );
     }
 
-    fn row_mask(&self, x: VM, start: &CudaSlice<u32>, n: usize) {
+    fn row_mask(&self, x: VM, start: &GpuInts, n: usize) {
         let windows = start.len();
         if windows == 0 || n == 0 {
             return;
