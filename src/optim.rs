@@ -57,6 +57,7 @@ impl<B: Backend> OptState<B> {
     /// One Adam step over all parameters. With clipping, returns the global gradient norm
     /// before clipping; without, None (the norm costs a device reduction and a host sync).
     pub fn step(&mut self, b: &B, cfg: &AdamConfig) -> Option<f32> {
+        let _range = crate::tape::Range::open(b, "optimizer");
         let norm = cfg
             .clip
             .map(|_| b.sum_squares(self.grads.view()).sqrt() as f32);

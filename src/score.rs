@@ -37,6 +37,7 @@ pub fn evaluate<B: Backend>(
     batch: usize,
     seed: u64,
 ) -> Vec<Metrics> {
+    let _range = crate::tape::Range::open(b, "evaluate");
     let n = model.cfg.n;
     let items = model.cfg.items;
     let cases: Vec<Case> = split

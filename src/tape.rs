@@ -113,6 +113,44 @@ enum Op<B: Backend> {
     },
 }
 
+impl<B: Backend> Op<B> {
+    /// The name of the op's backward, as a profiling range.
+    fn backward_name(&self) -> &'static str {
+        match self {
+            Op::MatMul { .. } => "matmul.bwd",
+            Op::AddBias { .. } => "add_bias.bwd",
+            Op::Add { .. } => "add.bwd",
+            Op::LayerNorm { .. } => "layernorm.bwd",
+            Op::Act { .. } => "act.bwd",
+            Op::Dropout { .. } => "dropout.bwd",
+            Op::RowMask { .. } => "row_mask.bwd",
+            Op::Rope { .. } => "rope.bwd",
+            Op::Embedding { .. } => "embedding.bwd",
+            Op::Attention { .. } => "attention.bwd",
+            Op::Mix { .. } => "mix.bwd",
+            Op::CrossEntropy { .. } => "cross_entropy.bwd",
+            Op::Bce { .. } => "bce.bwd",
+        }
+    }
+}
+
+/// A named range around one op (NVTX on the GPU, a timed unit of `pasa bench --profile`):
+/// pushed when opened, popped when dropped.
+pub struct Range<'a, B: Backend>(&'a B);
+
+impl<'a, B: Backend> Range<'a, B> {
+    pub fn open(b: &'a B, name: &'static str) -> Self {
+        b.range_push(name);
+        Range(b)
+    }
+}
+
+impl<B: Backend> Drop for Range<'_, B> {
+    fn drop(&mut self) {
+        self.0.range_pop();
+    }
+}
+
 /// The tensors feeding one attention call.
 #[derive(Debug, Clone, Copy)]
 pub struct AttnIds {
@@ -205,6 +243,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// out = op(a)·op(b) for 2-D (or batched 3-D) tensors as described by `g`
     /// (its alpha, beta must be 1, 0; batch strides must not be 0).
     pub fn matmul(&mut self, a: Tid, b: Tid, g: Gemm) -> Tid {
+        let _range = Range::open(self.b, "matmul");
         assert!(
             g.alpha == 1.0 && g.beta == 0.0,
             "matmul: plain products only"
@@ -238,6 +277,7 @@ impl<'a, B: Backend> Tape<'a, B> {
 
     /// out = x + bias, the bias broadcast over the leading rows of x.
     pub fn add_bias(&mut self, x: Tid, bias: Tid) -> Tid {
+        let _range = Range::open(self.b, "add_bias");
         let mut out = self.b.zeros(self.len(x));
         self.b.copy(self.view(x), out.view_mut());
         self.b.bias_add(out.view_mut(), self.view(bias));
@@ -247,6 +287,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     }
 
     pub fn add(&mut self, a: Tid, b: Tid) -> Tid {
+        let _range = Range::open(self.b, "add");
         assert_eq!(self.len(a), self.len(b), "add: shapes differ");
         let mut out = self.b.zeros(self.len(a));
         self.b.copy(self.view(a), out.view_mut());
@@ -257,6 +298,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     }
 
     pub fn layernorm(&mut self, x: Tid, gamma: Tid, beta: Tid) -> Tid {
+        let _range = Range::open(self.b, "layernorm");
         let rows = self.len(x) / self.len(gamma);
         let (mut y, mut mean, mut rstd) = (
             self.b.zeros(self.len(x)),
@@ -285,6 +327,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     }
 
     pub fn act(&mut self, act: Activation, x: Tid) -> Tid {
+        let _range = Range::open(self.b, "act");
         let mut y = self.b.zeros(self.len(x));
         self.b.act_fwd(act, self.view(x), y.view_mut());
         let out = self.push(y, self.shapes[x].clone());
@@ -294,6 +337,7 @@ impl<'a, B: Backend> Tape<'a, B> {
 
     /// Dropout with the counter-hash mask of `seed`; identity when p is 0.
     pub fn dropout(&mut self, x: Tid, p: f32, seed: u64) -> Tid {
+        let _range = Range::open(self.b, "dropout");
         if p <= 0.0 {
             return x;
         }
@@ -306,6 +350,7 @@ impl<'a, B: Backend> Tape<'a, B> {
 
     /// Zero the rows of padded slots of x `[batch·n, cols]`.
     pub fn row_mask(&mut self, x: Tid, start: IntId, n: usize) -> Tid {
+        let _range = Range::open(self.b, "row_mask");
         let mut y = self.b.zeros(self.len(x));
         self.b.copy(self.view(x), y.view_mut());
         self.b.row_mask(y.view_mut(), &self.ints[start.0], n);
@@ -315,6 +360,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     }
 
     pub fn rope(&mut self, x: Tid, n: usize, heads: usize, dh: usize) -> Tid {
+        let _range = Range::open(self.b, "rope");
         let mut y = self.b.zeros(self.len(x));
         self.b.rope(self.view(x), n, heads, dh, false, y.view_mut());
         let out = self.push(y, self.shapes[x].clone());
@@ -330,6 +376,7 @@ impl<'a, B: Backend> Tape<'a, B> {
 
     /// Rows `ids` of `table` `[rows, cols]`, times `scale`.
     pub fn embedding(&mut self, table: Tid, ids: IntId, count: usize, scale: f32) -> Tid {
+        let _range = Range::open(self.b, "embedding");
         let cols = *self.shapes[table]
             .last()
             .expect("embedding: table has a shape");
@@ -353,6 +400,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     }
 
     pub fn attention(&mut self, s: AttnShape, inp: AttnIds, start: IntId) -> Tid {
+        let _range = Range::open(self.b, "attention");
         let rows = s.batch * s.n;
         let (mut y, mut lse) = (self.b.zeros(rows * s.width()), self.b.zeros(rows * s.heads));
         let views = self.attn_views(&inp);
@@ -382,6 +430,7 @@ impl<'a, B: Backend> Tape<'a, B> {
 
     /// The `mix` reading's V' = L·V along positions.
     pub fn mix(&mut self, s: MixShape, l: Tid, v: Tid, start: IntId) -> Tid {
+        let _range = Range::open(self.b, "mix");
         let mut y = self.b.zeros(self.len(v));
         self.b.mix_fwd(
             &s,
@@ -404,6 +453,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// Mean softmax cross-entropy over the rows whose target is not 0 (`count` of them).
     /// When recording, the gradient is computed in the same pass (the loss ends the tape).
     pub fn cross_entropy(&mut self, logits: Tid, targets: IntId, count: usize) -> Tid {
+        let _range = Range::open(self.b, "cross_entropy");
         let vocab = *self.shapes[logits].last().expect("logits are 2-D");
         let rows = self.len(logits) / vocab;
         let (mut loss, mut lse) = (self.b.zeros(rows), self.b.zeros(rows));
@@ -436,6 +486,7 @@ impl<'a, B: Backend> Tape<'a, B> {
 
     /// Mean BCE of each target against one sampled negative, over `count` non-pad rows.
     pub fn bce(&mut self, h: Tid, table: Tid, targets: IntId, count: usize, seed: u64) -> Tid {
+        let _range = Range::open(self.b, "bce");
         let vocab = self.shapes[table][0];
         let rows = self.shapes[h][0];
         let mut loss = self.b.zeros(rows);
@@ -473,6 +524,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// Back-propagate from the scalar `loss`, adding parameter gradients into `pgrads`
     /// (the flat gradient buffer, laid out like the parameters).
     pub fn backward(&mut self, loss: Tid, pgrads: &mut B::Buf) {
+        let _range = Range::open(self.b, "backward");
         assert!(self.record, "backward on a tape that did not record");
         assert_eq!(
             self.len(loss),
@@ -546,6 +598,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         let Some(gout) = grads[out].take() else {
             return;
         };
+        let _range = Range::open(b, op.backward_name());
         let gv = gout.view();
         match op {
             Op::MatMul { a, b: bt, g, .. } => {

@@ -19,7 +19,7 @@ use crate::progress::Progress;
 use crate::rng::{self, Rng};
 use crate::run::RunDir;
 use crate::score::{evaluate, Holdout};
-use crate::tape::Tape;
+use crate::tape::{Range, Tape};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -336,6 +336,7 @@ pub fn train<B: Backend>(
         for (k, chunk) in batches.into_iter().enumerate() {
             let batch = make_batch(split, chunk, cfg.model.n);
             let tokens = batch.targets.iter().filter(|&&t| t != 0).count();
+            let step_range = Range::open(b, "step");
             st.zero_grad(b);
             let mut tape = Tape::new(b, &st.params, true);
             let loss = model.loss(&mut tape, &batch, rng::derive(cfg.seed, st.step as u64 + 1));
@@ -343,6 +344,7 @@ pub fn train<B: Backend>(
             tape.backward(loss, &mut st.grads);
             drop(tape);
             st.step(b, &cfg.optim);
+            drop(step_range);
             prog.step(tokens);
             if prog.due() || k + 1 == last {
                 let mean = losses.read(b, st.step as usize).map_err(|e| {
