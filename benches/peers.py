@@ -48,6 +48,7 @@ Usage (see benches/NOTES.md, "PyTorch side by side"):
   /work/torch-venv/bin/python benches/peers.py --device cpu
   /work/torch-venv/bin/python benches/peers.py --device cuda --json peers.json
   /work/torch-venv/bin/python benches/peers.py --check
+Whole training epochs on real data, beside `pasa train`: benches/peers_epoch.py.
 Dependencies: torch and the standard library.
 """
 
