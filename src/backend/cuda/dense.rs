@@ -162,7 +162,8 @@ impl Dense for Cuda {
         );
     }
 
-    /// Two stages when the rows are many: per-chunk partials, then their column sums.
+    /// Two stages when the rows are many: per-chunk partials, then their column sums added
+    /// to `out`.
     fn col_sum(&self, x: View<GpuBuf>, out: ViewMut<GpuBuf>) {
         let cols = out.len;
         if cols == 0 {
@@ -171,17 +172,18 @@ impl Dense for Cuda {
         let rows = x.len / cols;
         let g = col_chunks(rows);
         let gx = blocks(cols, 32);
+        let accumulate = int(1);
         if g == 1 {
             self.launch(
                 "col_sum",
                 (gx, 1, 1),
                 (32, 8, 1),
                 0,
-                &[self.p(x), self.pm(&out), int(rows), int(cols), int(0)],
+                &[self.p(x), self.pm(&out), int(rows), int(cols), accumulate],
             );
             return;
         }
-        let ws = self.zeroed(g * cols);
+        let ws = self.alloc(g * cols);
         self.launch(
             "col_sum",
             (gx, g as u32, 1),
@@ -194,7 +196,7 @@ impl Dense for Cuda {
             (gx, 1, 1),
             (32, 8, 1),
             0,
-            &[self.pb(&ws), self.pm(&out), int(g), int(cols), int(0)],
+            &[self.pb(&ws), self.pm(&out), int(g), int(cols), accumulate],
         );
     }
 }
