@@ -53,7 +53,7 @@ pub mod kernels {
                 "mix_bwd",
             ],
         ),
-        ("dense", &["bias_add", "col_sum"]),
+        ("dense", &["bias_add"]),
         ("embedding", &["embedding_fwd", "embedding_bwd"]),
         (
             "loss",
