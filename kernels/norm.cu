@@ -56,7 +56,7 @@ extern "C" __global__ void layernorm_bwd(const float* dy, const float* x, const 
                                          const float* mean, const float* rstd, float* dx,
                                          float* ws, int rows, int cols, int rows_per_block,
                                          int accumulate_dx) {
-    extern __shared__ float sh[];  // [W][2][cols]
+    PASA_DYNAMIC_SMEM(float, sh);  // [W][2][cols]
     const int warps = blockDim.x >> 5, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float* mine = sh + (size_t)w * 2 * cols;
     for (int c = lane; c < 2 * cols; c += 32) mine[c] = 0.0f;

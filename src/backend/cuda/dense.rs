@@ -41,7 +41,11 @@ impl Cuda {
             self.fill(b.view_mut(), 1.0);
             *slot = Some(b);
         }
-        f(DeviceBuf::slice(slot.as_ref().expect("filled above"), 0, len))
+        f(DeviceBuf::slice(
+            slot.as_ref().expect("filled above"),
+            0,
+            len,
+        ))
     }
 }
 
