@@ -53,7 +53,7 @@ pub mod kernels {
                 "mix_bwd",
             ],
         ),
-        ("dense", &["bias_add", "col_sum"]),
+        ("dense", &["bias_add"]),
         ("embedding", &["embedding_fwd", "embedding_bwd"]),
         (
             "loss",
@@ -70,7 +70,7 @@ pub mod kernels {
         ),
         (
             "norm",
-            &["layernorm_fwd", "layernorm_bwd", "layernorm_bwd_params"],
+            &["layernorm_fwd", "layernorm_bwd", "layernorm_bwd_reduce"],
         ),
         ("optim", &["adam"]),
         (
@@ -80,7 +80,8 @@ pub mod kernels {
                 "relu_bwd",
                 "gelu_fwd",
                 "gelu_bwd",
-                "dropout_fwd",
+                "residual_fwd",
+                "residual_bwd",
                 "row_mask",
                 "rope_fwd",
                 "rope_bwd",

@@ -1,7 +1,7 @@
 //! The model configurations of DESIGN §1 and the one forward pass that builds all of them.
 
 use crate::backend::{
-    Activation, AttnShape, Backend, Gemm, KernelKind, MixShape, ScoreSource, MAX_GRID_YZ,
+    Activation, AttnShape, Backend, Dropout, Gemm, KernelKind, MixShape, ScoreSource, MAX_GRID_YZ,
 };
 use crate::config::Invalid;
 use crate::error::{Error, Result};
@@ -488,8 +488,12 @@ impl Model {
             // [batch, n·d] + [n·d]: the position embedding broadcast over the batch.
             x = tape.add_bias(x, pid(pe));
         }
-        x = tape.dropout(x, drop, next_seed());
-        x = tape.row_mask(x, start, n);
+        // mask(drop(x)): the embedding dropout and the padding rows in one pass.
+        let d = Dropout {
+            p: drop,
+            seed: next_seed(),
+        };
+        x = tape.residual(None, x, d, Some((start, n)));
 
         for bp in &self.blocks {
             let h = tape.layernorm(x, pid(bp.ln1.0), pid(bp.ln1.1));
@@ -542,17 +546,26 @@ impl Model {
             };
             let y = tape.attention(s, inp, start);
             let o = tape.linear(y, pid(bp.o.0), Some(pid(bp.o.1)));
-            let o = tape.dropout(o, drop, next_seed());
-            x = tape.add(x, o);
+            let d = Dropout {
+                p: drop,
+                seed: next_seed(),
+            };
+            x = tape.residual(Some(x), o, d, None);
 
             let h = tape.layernorm(x, pid(bp.ln2.0), pid(bp.ln2.1));
             let f = tape.linear(h, pid(bp.ff1.0), Some(pid(bp.ff1.1)));
-            let f = tape.act(c.act, f);
-            let f = tape.dropout(f, drop, next_seed());
+            let d = Dropout {
+                p: drop,
+                seed: next_seed(),
+            };
+            let f = tape.act(c.act, f, d);
             let f = tape.linear(f, pid(bp.ff2.0), Some(pid(bp.ff2.1)));
-            let f = tape.dropout(f, drop, next_seed());
-            x = tape.add(x, f);
-            x = tape.row_mask(x, start, n);
+            // x + drop(f), the padding rows zeroed after the block, in one pass.
+            let d = Dropout {
+                p: drop,
+                seed: next_seed(),
+            };
+            x = tape.residual(Some(x), f, d, Some((start, n)));
         }
         (tape.layernorm(x, pid(self.ln_f.0), pid(self.ln_f.1)), start)
     }

@@ -5,9 +5,16 @@
 //! reverse and accumulates gradients by tensor id. Parameters are leaves: views into the one
 //! flat parameter buffer, whose gradients land in the matching views of the flat gradient
 //! buffer. No generic graph: one enum variant per op, its backward in one match arm.
+//!
+//! A step allocates nothing once its shapes have been seen: buffers come from the backend's
+//! pool, outputs an op overwrites are taken unfilled (`alloc`), and gradients are written
+//! where they belong: a parameter's straight into the flat gradient buffer (GEMMs with
+//! beta = 1, accumulating column sums and layer-norm sums), a tensor's that already has one
+//! added by the op itself where it can (GEMM, layer norm), else moved in.
 
 use crate::backend::{
-    Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Gemm, MixShape, View,
+    Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Dropout, Gemm, MixShape,
+    RowMask, View, ViewMut,
 };
 
 /// A tensor on the tape.
@@ -33,14 +40,9 @@ enum Op<B: Backend> {
         g: Gemm,
         out: Tid,
     },
+    /// out += bias in place (out is the tensor the bias was added to).
     AddBias {
-        x: Tid,
         bias: Tid,
-        out: Tid,
-    },
-    Add {
-        a: Tid,
-        b: Tid,
         out: Tid,
     },
     LayerNorm {
@@ -53,19 +55,15 @@ enum Op<B: Backend> {
     },
     Act {
         act: Activation,
+        d: Dropout,
         x: Tid,
         out: Tid,
     },
-    Dropout {
-        x: Tid,
-        p: f32,
-        seed: u64,
-        out: Tid,
-    },
-    RowMask {
-        x: Tid,
-        start: IntId,
-        n: usize,
+    Residual {
+        x: Option<Tid>,
+        o: Tid,
+        d: Dropout,
+        mask: Option<(IntId, usize)>,
         out: Tid,
     },
     Rope {
@@ -119,11 +117,9 @@ impl<B: Backend> Op<B> {
         match self {
             Op::MatMul { .. } => "matmul.bwd",
             Op::AddBias { .. } => "add_bias.bwd",
-            Op::Add { .. } => "add.bwd",
             Op::LayerNorm { .. } => "layernorm.bwd",
             Op::Act { .. } => "act.bwd",
-            Op::Dropout { .. } => "dropout.bwd",
-            Op::RowMask { .. } => "row_mask.bwd",
+            Op::Residual { .. } => "residual.bwd",
             Op::Rope { .. } => "rope.bwd",
             Op::Embedding { .. } => "embedding.bwd",
             Op::Attention { .. } => "attention.bwd",
@@ -252,7 +248,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             g.batch == 1 || (g.stride_a > 0 && g.stride_b > 0),
             "matmul: no broadcast"
         );
-        let mut out = self.b.zeros(g.batch * g.m * g.n);
+        let mut out = self.b.alloc(g.batch * g.m * g.n);
         self.b.gemm(&g, self.view(a), self.view(b), out.view_mut());
         let shape = if g.batch == 1 {
             vec![g.m, g.n]
@@ -264,7 +260,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         out
     }
 
-    /// x·w for x `[rows, in]` and w `[in, out]`, plus an optional bias `[out]`.
+    /// x·w for x `[rows, in]` and w `[in, out]`, plus an optional bias `[out]` (added in place).
     pub fn linear(&mut self, x: Tid, w: Tid, bias: Option<Tid>) -> Tid {
         let (rows, inp) = (self.len(x) / self.shapes[w][0], self.shapes[w][0]);
         let outc = self.shapes[w][1];
@@ -275,35 +271,31 @@ impl<'a, B: Backend> Tape<'a, B> {
         }
     }
 
-    /// out = x + bias, the bias broadcast over the leading rows of x.
+    /// x += bias in place, the bias broadcast over the leading rows of x; returns x. x must be
+    /// an op's fresh output that nothing has read yet (the backward of what produced it does not
+    /// read it).
     pub fn add_bias(&mut self, x: Tid, bias: Tid) -> Tid {
         let _range = Range::open(self.b, "add_bias");
-        let mut out = self.b.zeros(self.len(x));
-        self.b.copy(self.view(x), out.view_mut());
-        self.b.bias_add(out.view_mut(), self.view(bias));
-        let out = self.push(out, self.shapes[x].clone());
-        self.record(Op::AddBias { x, bias, out });
-        out
-    }
-
-    pub fn add(&mut self, a: Tid, b: Tid) -> Tid {
-        let _range = Range::open(self.b, "add");
-        assert_eq!(self.len(a), self.len(b), "add: shapes differ");
-        let mut out = self.b.zeros(self.len(a));
-        self.b.copy(self.view(a), out.view_mut());
-        self.b.axpy(1.0, self.view(b), out.view_mut());
-        let out = self.push(out, self.shapes[a].clone());
-        self.record(Op::Add { a, b, out });
-        out
+        let b = self.b;
+        let bias_view = match &self.values[bias] {
+            Value::Param { off, len } => self.params.slice(*off, *len),
+            Value::Owned(_) => panic!("add_bias: the bias must be a parameter"),
+        };
+        match &mut self.values[x] {
+            Value::Owned(buf) => b.bias_add(buf.view_mut(), bias_view),
+            Value::Param { .. } => panic!("add_bias: a parameter cannot be changed in place"),
+        }
+        self.record(Op::AddBias { bias, out: x });
+        x
     }
 
     pub fn layernorm(&mut self, x: Tid, gamma: Tid, beta: Tid) -> Tid {
         let _range = Range::open(self.b, "layernorm");
         let rows = self.len(x) / self.len(gamma);
         let (mut y, mut mean, mut rstd) = (
-            self.b.zeros(self.len(x)),
-            self.b.zeros(rows),
-            self.b.zeros(rows),
+            self.b.alloc(self.len(x)),
+            self.b.alloc(rows),
+            self.b.alloc(rows),
         );
         self.b.layernorm_fwd(
             self.view(x),
@@ -326,42 +318,52 @@ impl<'a, B: Backend> Tape<'a, B> {
         out
     }
 
-    pub fn act(&mut self, act: Activation, x: Tid) -> Tid {
+    /// drop(act(x)): the activation and the dropout after it, in one pass.
+    pub fn act(&mut self, act: Activation, x: Tid, d: Dropout) -> Tid {
         let _range = Range::open(self.b, "act");
-        let mut y = self.b.zeros(self.len(x));
-        self.b.act_fwd(act, self.view(x), y.view_mut());
+        let mut y = self.b.alloc(self.len(x));
+        self.b.act_fwd(act, d, self.view(x), y.view_mut());
         let out = self.push(y, self.shapes[x].clone());
-        self.record(Op::Act { act, x, out });
+        self.record(Op::Act { act, d, x, out });
         out
     }
 
-    /// Dropout with the counter-hash mask of `seed`; identity when p is 0.
-    pub fn dropout(&mut self, x: Tid, p: f32, seed: u64) -> Tid {
-        let _range = Range::open(self.b, "dropout");
-        if p <= 0.0 {
-            return x;
+    /// mask(x + drop(o)) (x None: mask(drop(o))), the padding rows of `[batch·n, cols]` zeroed
+    /// when `mask` gives the window starts and n: the residual add, in one pass.
+    pub fn residual(
+        &mut self,
+        x: Option<Tid>,
+        o: Tid,
+        d: Dropout,
+        mask: Option<(IntId, usize)>,
+    ) -> Tid {
+        let _range = Range::open(self.b, "residual");
+        if let Some(x) = x {
+            assert_eq!(self.len(x), self.len(o), "residual: shapes differ");
         }
-        let mut y = self.b.zeros(self.len(x));
-        self.b.dropout(self.view(x), p, seed, y.view_mut());
-        let out = self.push(y, self.shapes[x].clone());
-        self.record(Op::Dropout { x, p, seed, out });
+        let mut y = self.b.alloc(self.len(o));
+        self.b.residual_fwd(
+            self.opt_view(x),
+            self.view(o),
+            d,
+            self.row_mask(mask),
+            y.view_mut(),
+        );
+        let out = self.push(y, self.shapes[o].clone());
+        self.record(Op::Residual { x, o, d, mask, out });
         out
     }
 
-    /// Zero the rows of padded slots of x `[batch·n, cols]`.
-    pub fn row_mask(&mut self, x: Tid, start: IntId, n: usize) -> Tid {
-        let _range = Range::open(self.b, "row_mask");
-        let mut y = self.b.zeros(self.len(x));
-        self.b.copy(self.view(x), y.view_mut());
-        self.b.row_mask(y.view_mut(), &self.ints[start.0], n);
-        let out = self.push(y, self.shapes[x].clone());
-        self.record(Op::RowMask { x, start, n, out });
-        out
+    fn row_mask(&self, mask: Option<(IntId, usize)>) -> Option<RowMask<'_, B::IBuf>> {
+        mask.map(|(start, n)| RowMask {
+            start: &self.ints[start.0],
+            n,
+        })
     }
 
     pub fn rope(&mut self, x: Tid, n: usize, heads: usize, dh: usize) -> Tid {
         let _range = Range::open(self.b, "rope");
-        let mut y = self.b.zeros(self.len(x));
+        let mut y = self.b.alloc(self.len(x));
         self.b.rope(self.view(x), n, heads, dh, false, y.view_mut());
         let out = self.push(y, self.shapes[x].clone());
         self.record(Op::Rope {
@@ -380,7 +382,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         let cols = *self.shapes[table]
             .last()
             .expect("embedding: table has a shape");
-        let mut y = self.b.zeros(count * cols);
+        let mut y = self.b.alloc(count * cols);
         self.b.embedding_fwd(
             self.view(table),
             &self.ints[ids.0],
@@ -402,7 +404,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     pub fn attention(&mut self, s: AttnShape, inp: AttnIds, start: IntId) -> Tid {
         let _range = Range::open(self.b, "attention");
         let rows = s.batch * s.n;
-        let (mut y, mut lse) = (self.b.zeros(rows * s.width()), self.b.zeros(rows * s.heads));
+        let (mut y, mut lse) = (self.b.alloc(rows * s.width()), self.b.alloc(rows * s.heads));
         let views = self.attn_views(&inp);
         self.b
             .attention_fwd(&s, views, &self.ints[start.0], y.view_mut(), lse.view_mut());
@@ -431,7 +433,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// The `mix` reading's V' = L·V along positions.
     pub fn mix(&mut self, s: MixShape, l: Tid, v: Tid, start: IntId) -> Tid {
         let _range = Range::open(self.b, "mix");
-        let mut y = self.b.zeros(self.len(v));
+        let mut y = self.b.alloc(self.len(v));
         self.b.mix_fwd(
             &s,
             self.view(l),
@@ -456,10 +458,10 @@ impl<'a, B: Backend> Tape<'a, B> {
         let _range = Range::open(self.b, "cross_entropy");
         let vocab = *self.shapes[logits].last().expect("logits are 2-D");
         let rows = self.len(logits) / vocab;
-        let (mut loss, mut lse) = (self.b.zeros(rows), self.b.zeros(rows));
+        let (mut loss, mut lse) = (self.b.alloc(rows), self.b.alloc(rows));
         let ids = &self.ints[targets.0];
         let dlogits = if self.record {
-            let mut d = self.b.zeros(self.len(logits));
+            let mut d = self.b.alloc(self.len(logits));
             let scale = 1.0 / count.max(1) as f32;
             let (lv, ll, dv) = (loss.view_mut(), lse.view_mut(), d.view_mut());
             self.b
@@ -489,7 +491,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         let _range = Range::open(self.b, "bce");
         let vocab = self.shapes[table][0];
         let rows = self.shapes[h][0];
-        let mut loss = self.b.zeros(rows);
+        let mut loss = self.b.alloc(rows);
         self.b.bce_fwd(
             self.view(h),
             self.view(table),
@@ -554,13 +556,28 @@ impl<'a, B: Backend> Tape<'a, B> {
         self.ops = ops;
     }
 
-    /// Add `g` into the gradient of `t`.
+    /// Add `g` into the gradient of `t`: moved in when `t` has none yet.
     fn acc(&self, grads: &mut [Option<B::Buf>], pgrads: &mut B::Buf, t: Tid, g: B::Buf) {
         match &self.values[t] {
-            Value::Param { off, len } => self.b.axpy(1.0, g.view(), pgrads.slice_mut(*off, *len)),
+            Value::Param { .. } => self.acc_view(grads, pgrads, t, g.view()),
             Value::Owned(_) => match &mut grads[t] {
                 Some(acc) => self.b.axpy(1.0, g.view(), acc.view_mut()),
                 slot => *slot = Some(g),
+            },
+        }
+    }
+
+    /// Add the view `g` into the gradient of `t`.
+    fn acc_view(&self, grads: &mut [Option<B::Buf>], pg: &mut B::Buf, t: Tid, g: View<B::Buf>) {
+        match &self.values[t] {
+            Value::Param { off, len } => self.b.axpy(1.0, g, pg.slice_mut(*off, *len)),
+            Value::Owned(_) => match &mut grads[t] {
+                Some(acc) => self.b.axpy(1.0, g, acc.view_mut()),
+                slot => {
+                    let mut fresh = self.b.alloc(g.len);
+                    self.b.copy(g, fresh.view_mut());
+                    *slot = Some(fresh);
+                }
             },
         }
     }
@@ -573,8 +590,42 @@ impl<'a, B: Backend> Tape<'a, B> {
         }
     }
 
-    fn zeros_like(&self, t: Tid) -> B::Buf {
-        self.b.zeros(self.len(t))
+    /// Where an op writes the gradient of `t` when it is its only gradient output: a
+    /// parameter's slice of the flat gradient buffer, or the gradient `t` already has (both
+    /// accumulated into), or a fresh buffer (overwritten, or zero-filled first when the op can
+    /// only accumulate: `zero_fresh`). Finish with [`Self::put`].
+    fn dest(&self, grads: &mut [Option<B::Buf>], t: Tid, zero_fresh: bool) -> Dest<B::Buf> {
+        match &self.values[t] {
+            Value::Param { off, len } => Dest::Param(*off, *len),
+            Value::Owned(_) => match grads[t].take() {
+                Some(g) => Dest::Held(g, true),
+                None if zero_fresh => Dest::Held(self.b.zeros(self.len(t)), true),
+                None => Dest::Held(self.b.alloc(self.len(t)), false),
+            },
+        }
+    }
+
+    /// Runs `write(dst, accumulate)` on the gradient of `t` ([`Self::dest`]) and puts it back.
+    fn write_grad(
+        &self,
+        grads: &mut [Option<B::Buf>],
+        pg: &mut B::Buf,
+        t: Tid,
+        zero_fresh: bool,
+        write: impl FnOnce(ViewMut<B::Buf>, bool),
+    ) {
+        match self.dest(grads, t, zero_fresh) {
+            Dest::Param(off, len) => write(pg.slice_mut(off, len), true),
+            Dest::Held(mut g, accumulate) => {
+                write(g.view_mut(), accumulate);
+                grads[t] = Some(g);
+            }
+        }
+    }
+
+    /// A buffer for an op that can only overwrite its gradient output; pass it to [`Self::acc`].
+    fn fresh_like(&self, t: Tid) -> B::Buf {
+        self.b.alloc(self.len(t))
     }
 
     fn backward_op(&self, op: &mut Op<B>, grads: &mut [Option<B::Buf>], pg: &mut B::Buf) {
@@ -582,11 +633,9 @@ impl<'a, B: Backend> Tape<'a, B> {
         let out = match op {
             Op::MatMul { out, .. }
             | Op::AddBias { out, .. }
-            | Op::Add { out, .. }
             | Op::LayerNorm { out, .. }
             | Op::Act { out, .. }
-            | Op::Dropout { out, .. }
-            | Op::RowMask { out, .. }
+            | Op::Residual { out, .. }
             | Op::Rope { out, .. }
             | Op::Embedding { out, .. }
             | Op::Attention { out, .. }
@@ -603,34 +652,22 @@ impl<'a, B: Backend> Tape<'a, B> {
         match op {
             Op::MatMul { a, b: bt, g, .. } => {
                 let (da, db) = matmul_grads(g);
-                let mut ga = self.zeros_like(*a);
-                b.gemm(
-                    &da.0,
-                    if da.1 { gv } else { self.view(*bt) },
-                    if da.1 { self.view(*bt) } else { gv },
-                    ga.view_mut(),
-                );
-                let mut gb = self.zeros_like(*bt);
-                b.gemm(
-                    &db.0,
-                    if db.1 { gv } else { self.view(*a) },
-                    if db.1 { self.view(*a) } else { gv },
-                    gb.view_mut(),
-                );
-                self.acc(grads, pg, *a, ga);
-                self.acc(grads, pg, *bt, gb);
+                for (t, (desc, dc_first), other) in [(*a, da, *bt), (*bt, db, *a)] {
+                    let ov = self.view(other);
+                    self.write_grad(grads, pg, t, false, |dst, accumulate| {
+                        let mut desc = desc;
+                        if accumulate {
+                            desc.beta = 1.0;
+                        }
+                        let (x, y) = if dc_first { (gv, ov) } else { (ov, gv) };
+                        b.gemm(&desc, x, y, dst);
+                    });
+                }
             }
-            Op::AddBias { x, bias, .. } => {
-                let mut gb = self.zeros_like(*bias);
-                b.col_sum(gv, gb.view_mut());
-                self.acc(grads, pg, *bias, gb);
-                self.acc(grads, pg, *x, gout);
-            }
-            Op::Add { a, b: bt, .. } => {
-                let mut ga = self.zeros_like(*a);
-                b.copy(gv, ga.view_mut());
-                self.acc(grads, pg, *a, ga);
-                self.acc(grads, pg, *bt, gout);
+            Op::AddBias { bias, out } => {
+                self.write_grad(grads, pg, *bias, true, |dst, _| b.col_sum(gv, dst));
+                // In place: the tensor the bias was added to has the same gradient.
+                grads[*out] = Some(gout);
             }
             Op::LayerNorm {
                 x,
@@ -639,45 +676,32 @@ impl<'a, B: Backend> Tape<'a, B> {
                 mean,
                 rstd,
                 ..
-            } => {
-                let (mut dx, mut dg, mut db) = (
-                    self.zeros_like(*x),
-                    self.zeros_like(*gamma),
-                    self.zeros_like(*beta),
-                );
-                b.layernorm_bwd(
-                    self.view(*x),
-                    self.view(*gamma),
-                    mean.view(),
-                    rstd.view(),
+            } => self.layernorm_backward(grads, pg, (*x, *gamma, *beta), mean, rstd, gv),
+            Op::Act { act, d, x, .. } => {
+                let xv = self.view(*x);
+                let mut dx = self.fresh_like(*x);
+                b.act_bwd(*act, *d, xv, gv, dx.view_mut());
+                self.acc(grads, pg, *x, dx);
+            }
+            Op::Residual { x, o, d, mask, .. } => {
+                let mut d_o = self.fresh_like(*o);
+                let mut dx = x.map(|x| self.fresh_like(x));
+                b.residual_bwd(
                     gv,
-                    dx.view_mut(),
-                    dg.view_mut(),
-                    db.view_mut(),
+                    *d,
+                    self.row_mask(*mask),
+                    dx.as_mut().map(|g| g.view_mut()),
+                    d_o.view_mut(),
                 );
-                self.acc(grads, pg, *x, dx);
-                self.acc(grads, pg, *gamma, dg);
-                self.acc(grads, pg, *beta, db);
-            }
-            Op::Act { act, x, .. } => {
-                let mut dx = self.zeros_like(*x);
-                b.act_bwd(*act, self.view(*x), gv, dx.view_mut());
-                self.acc(grads, pg, *x, dx);
-            }
-            Op::Dropout { x, p, seed, .. } => {
-                let mut dx = self.zeros_like(*x);
-                b.dropout(gv, *p, *seed, dx.view_mut());
-                self.acc(grads, pg, *x, dx);
-            }
-            Op::RowMask { x, start, n, .. } => {
-                let mut dx = gout;
-                b.row_mask(dx.view_mut(), &self.ints[start.0], *n);
-                self.acc(grads, pg, *x, dx);
+                if let (Some(x), Some(dx)) = (x, dx) {
+                    self.acc(grads, pg, *x, dx);
+                }
+                self.acc(grads, pg, *o, d_o);
             }
             Op::Rope {
                 x, n, heads, dh, ..
             } => {
-                let mut dx = self.zeros_like(*x);
+                let mut dx = self.fresh_like(*x);
                 b.rope(gv, *n, *heads, *dh, true, dx.view_mut());
                 self.acc(grads, pg, *x, dx);
             }
@@ -688,9 +712,10 @@ impl<'a, B: Backend> Tape<'a, B> {
                 scale,
                 ..
             } => {
-                let mut dt = self.zeros_like(*table);
-                b.embedding_bwd(&self.ints[ids.0], gv, *cols, *scale, dt.view_mut());
-                self.acc(grads, pg, *table, dt);
+                let ids = &self.ints[ids.0];
+                self.write_grad(grads, pg, *table, true, |dst, _| {
+                    b.embedding_bwd(ids, gv, *cols, *scale, dst)
+                });
             }
             Op::Attention {
                 s,
@@ -699,10 +724,10 @@ impl<'a, B: Backend> Tape<'a, B> {
                 lse,
                 out,
             } => {
-                let z = |t: Option<Tid>| t.map(|t| self.zeros_like(t));
+                let z = |t: Option<Tid>| t.map(|t| self.fresh_like(t));
                 let (mut dq, mut dk, mut dpos, mut du, mut dl) =
                     (z(inp.q), z(inp.k), z(inp.pos), z(inp.u), z(inp.l));
-                let mut dv = self.zeros_like(inp.v);
+                let mut dv = self.fresh_like(inp.v);
                 b.attention_bwd(
                     s,
                     self.attn_views(inp),
@@ -733,7 +758,7 @@ impl<'a, B: Backend> Tape<'a, B> {
                 }
             }
             Op::Mix { s, l, v, start, .. } => {
-                let (mut dl, mut dv) = (self.zeros_like(*l), self.zeros_like(*v));
+                let (mut dl, mut dv) = (self.fresh_like(*l), self.fresh_like(*v));
                 b.mix_bwd(
                     s,
                     self.view(*l),
@@ -754,7 +779,7 @@ impl<'a, B: Backend> Tape<'a, B> {
                 let d = if g == 1.0 {
                     d
                 } else {
-                    let mut scaled = self.zeros_like(*logits);
+                    let mut scaled = self.b.zeros(self.len(*logits));
                     b.axpy(g, d.view(), scaled.view_mut());
                     scaled
                 };
@@ -770,22 +795,74 @@ impl<'a, B: Backend> Tape<'a, B> {
                 ..
             } => {
                 let scale = self.scalar_grad(out, gv) / (*count).max(1) as f32;
-                let (mut dh, mut dt) = (self.zeros_like(*h), self.zeros_like(*table));
-                b.bce_bwd(
-                    self.view(*h),
-                    self.view(*table),
-                    &self.ints[targets.0],
-                    *vocab,
-                    *seed,
-                    scale,
-                    dh.view_mut(),
-                    dt.view_mut(),
-                );
-                self.acc(grads, pg, *h, dh);
-                self.acc(grads, pg, *table, dt);
+                let mut dh = self.fresh_like(*h);
+                let (h, table, targets) = (*h, *table, &self.ints[targets.0]);
+                let (hv, tv) = (self.view(h), self.view(table));
+                self.write_grad(grads, pg, table, true, |dt, _| {
+                    b.bce_bwd(hv, tv, targets, *vocab, *seed, scale, dh.view_mut(), dt)
+                });
+                self.acc(grads, pg, h, dh);
             }
         }
     }
+
+    /// The layer norm's backward: dx added to x's gradient by the kernel itself when x has one
+    /// (the residual stream does), dgamma and dbeta accumulated straight into the flat
+    /// gradient buffer when they are adjacent parameters (as every model lays them out).
+    fn layernorm_backward(
+        &self,
+        grads: &mut [Option<B::Buf>],
+        pg: &mut B::Buf,
+        (x, gamma, beta): (Tid, Tid, Tid),
+        mean: &B::Buf,
+        rstd: &B::Buf,
+        gv: View<B::Buf>,
+    ) {
+        let b = self.b;
+        let cols = self.len(gamma);
+        let (xv, gammav) = (self.view(x), self.view(gamma));
+        // x's gradient: held here (it is not a parameter in any model; if it is, a temporary).
+        let (mut dx, accumulate_dx) = match self.dest(grads, x, false) {
+            Dest::Held(g, accumulate) => (g, accumulate),
+            Dest::Param(..) => (self.fresh_like(x), false),
+        };
+        let adjacent = match (&self.values[gamma], &self.values[beta]) {
+            (Value::Param { off: g, .. }, Value::Param { off: bo, .. }) => {
+                (*bo == g + cols).then_some(*g)
+            }
+            _ => None,
+        };
+        let mut temp = None;
+        let dparams = match adjacent {
+            Some(off) => pg.slice_mut(off, 2 * cols),
+            _ => temp.insert(b.zeros(2 * cols)).view_mut(),
+        };
+        b.layernorm_bwd(
+            xv,
+            gammav,
+            mean.view(),
+            rstd.view(),
+            gv,
+            dx.view_mut(),
+            accumulate_dx,
+            dparams,
+        );
+        if let Some(t) = temp {
+            self.acc_view(grads, pg, gamma, t.slice(0, cols));
+            self.acc_view(grads, pg, beta, t.slice(cols, cols));
+        }
+        match &self.values[x] {
+            Value::Param { .. } => self.acc(grads, pg, x, dx),
+            Value::Owned(_) => grads[x] = Some(dx),
+        }
+    }
+}
+
+/// Where a gradient is written: a parameter's slice (offset, length) of the flat gradient
+/// buffer, or a buffer held for a tensor with whether it already holds a gradient to add to.
+enum Dest<Buf> {
+    Param(usize, usize),
+    Held(Buf, bool),
 }
 
 /// Layer-norm epsilon (PyTorch's default).

@@ -355,6 +355,8 @@ pub fn train<B: Backend>(
         }
         prog.finish();
         let train_secs = t0.elapsed().as_secs_f64();
+        // Training tokens per second, before the evaluation's time is on the clock.
+        let tokens_per_sec = prog.tokens_per_sec();
         epoch_secs.push(train_secs);
 
         let mut line = json!({
@@ -405,7 +407,7 @@ pub fn train<B: Backend>(
             "epoch": epoch,
             "train_secs": train_secs,
             "eval_secs": t_eval.elapsed().as_secs_f64(),
-            "tokens_per_sec": prog.tokens_per_sec(),
+            "tokens_per_sec": tokens_per_sec,
             "device": b.name(),
         });
         run.commit_epoch(epoch, &line, &times, new_best, || {

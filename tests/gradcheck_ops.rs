@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use pasa::backend::{Activation, Gemm, KernelKind, MixShape};
+use pasa::backend::{Activation, Dropout, Gemm, KernelKind, MixShape};
 
 const H: f64 = 1e-5;
 
@@ -45,22 +45,27 @@ fn matmul_every_transpose_and_batched() {
 }
 
 #[test]
-fn linear_bias_and_add() {
+fn linear_bias_and_residual() {
     check(
         "linear",
         &[("x", &[7, 3]), ("w", &[3, 5]), ("b", &[5])],
         &|t, p| t.linear(p[0], p[1], Some(p[2])),
     );
-    check("add", &[("a", &[4, 3]), ("b", &[4, 3])], &|t, p| {
-        t.add(p[0], p[1])
-    });
-    // Broadcast over the batch, as for the position embedding.
+    // Broadcast over the batch, as for the position embedding; in place on an op's output.
     check(
         "add_bias over [2, 3·4]",
         &[("x", &[6, 4]), ("pe", &[3, 4])],
-        &|t, p| t.add_bias(p[0], p[1]),
+        &|t, p| {
+            let x = t.residual(None, p[0], Dropout::NONE, None);
+            t.add_bias(x, p[1])
+        },
     );
+    check("residual", &[("a", &[4, 3]), ("b", &[4, 3])], &|t, p| {
+        t.residual(Some(p[0]), p[1], DROP, None)
+    });
 }
+
+const DROP: Dropout = Dropout { p: 0.3, seed: 99 };
 
 #[test]
 fn layernorm() {
@@ -69,36 +74,49 @@ fn layernorm() {
         &[("x", &[5, 7]), ("g", &[7]), ("b", &[7])],
         &|t, p| t.layernorm(p[0], p[1], p[2]),
     );
+    // Gamma and beta apart in the parameters, and x with a gradient already (the residual
+    // stream): both backward paths of the tape.
+    check(
+        "layernorm, x used twice",
+        &[("g", &[7]), ("x", &[5, 7]), ("b", &[7])],
+        &|t, p| {
+            let x = t.residual(None, p[1], Dropout::NONE, None);
+            let y = t.layernorm(x, p[0], p[2]);
+            t.residual(Some(x), y, Dropout::NONE, None)
+        },
+    );
 }
 
 #[test]
-fn activations() {
+fn activations_with_dropout() {
     // N(0,1) inputs: a ReLU kink within h = 1e-5 of a sample has probability ~1e-5.
-    check("relu", &[("x", &[6, 5])], &|t, p| {
-        t.act(Activation::Relu, p[0])
-    });
-    check("gelu", &[("x", &[6, 5])], &|t, p| {
-        t.act(Activation::Gelu, p[0])
-    });
+    for d in [Dropout::NONE, DROP] {
+        check("relu", &[("x", &[6, 5])], &|t, p| {
+            t.act(Activation::Relu, p[0], d)
+        });
+        check("gelu", &[("x", &[6, 5])], &|t, p| {
+            t.act(Activation::Gelu, p[0], d)
+        });
+    }
 }
 
 #[test]
-fn dropout_and_row_mask() {
+fn residual_dropout_and_row_masks() {
     check("dropout", &[("x", &[6, 5])], &|t, p| {
-        t.dropout(p[0], 0.3, 99)
+        t.residual(None, p[0], DROP, None)
     });
     // A partly and a fully padded window.
-    check("row_mask", &[("x", &[2 * 4, 3])], &|t, p| {
+    check("row mask", &[("x", &[2 * 4, 3])], &|t, p| {
         let start = t.ints(&[1, 4]);
-        t.row_mask(p[0], start, 4)
+        t.residual(None, p[0], Dropout::NONE, Some((start, 4)))
     });
     for n in [1, 7, 33] {
         check(
-            &format!("row_mask n {n}"),
-            &[("x", &[3 * n, 5])],
+            &format!("masked residual n {n}"),
+            &[("x", &[3 * n, 5]), ("o", &[3 * n, 5])],
             &|t, p| {
                 let start = t.ints(&[0, (n / 2) as u32, n as u32]);
-                t.row_mask(p[0], start, n)
+                t.residual(Some(p[0]), p[1], DROP, Some((start, n)))
             },
         );
     }

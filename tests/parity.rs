@@ -31,7 +31,8 @@ use pasa::backend::cpu::Cpu;
 use pasa::backend::cuda::{cuda_available, Cuda};
 use pasa::backend::prelude::*;
 use pasa::backend::{
-    Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Gemm, KernelKind, MixShape, ScoreSource,
+    Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
+    RowMask, ScoreSource,
 };
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
 use pasa::rng::Rng;
@@ -401,7 +402,8 @@ fn bias_colsum_go<B: Backend>(b: &B, m: &Mat) -> Outs {
     let mut x = b.upload(&m.x);
     let bias = b.upload(&m.v);
     b.bias_add(x.view_mut(), bias.view());
-    let mut s = nan(b, m.cols);
+    // col_sum accumulates: onto values already there.
+    let mut s = b.upload(&m.v);
     let x0 = b.upload(&m.x);
     b.col_sum(x0.view(), s.view_mut());
     vec![
@@ -427,24 +429,29 @@ fn layernorm_go<B: Backend>(b: &B, m: &Mat) -> Outs {
     );
     // The backward runs on the CPU's statistics recomputed by each backend itself.
     let dy = b.upload(&normals(7, rows * cols, 1.0));
-    let (mut dx, mut dg, mut db) = (nan(b, rows * cols), nan(b, cols), nan(b, cols));
-    b.layernorm_bwd(
-        x.view(),
-        gamma.view(),
-        mean.view(),
-        rstd.view(),
-        dy.view(),
-        dx.view_mut(),
-        dg.view_mut(),
-        db.view_mut(),
-    );
+    // dx overwritten (poisoned first), then added to; the parameter sums accumulate.
+    let mut dx = nan(b, rows * cols);
+    let mut dx_acc = b.upload(&normals(8, rows * cols, 1.0));
+    let mut dparams = b.upload(&normals(9, 2 * cols, 1.0));
+    for (dx, accumulate) in [(&mut dx, false), (&mut dx_acc, true)] {
+        b.layernorm_bwd(
+            x.view(),
+            gamma.view(),
+            mean.view(),
+            rstd.view(),
+            dy.view(),
+            dx.view_mut(),
+            accumulate,
+            dparams.view_mut(),
+        );
+    }
     vec![
         out("y", dl(b, &y), RED),
         out("mean", dl(b, &mean), RED),
         out("rstd", dl(b, &rstd), RED),
         out("dx", dl(b, &dx), RED),
-        out("dgamma", dl(b, &dg), RED),
-        out("dbeta", dl(b, &db), RED),
+        out("dx accumulated", dl(b, &dx_acc), RED),
+        out("dgamma, dbeta (twice, accumulated)", dl(b, &dparams), RED),
     ]
 }
 
@@ -480,8 +487,12 @@ fn pointwise_go<B: Backend>(b: &B, c: &Pw) -> Outs {
         (Activation::Gelu, "gelu", "gelu'"),
     ] {
         let (mut y, mut dx) = (nan(b, len), nan(b, len));
-        b.act_fwd(act, x.view(), y.view_mut());
-        b.act_bwd(act, x.view(), dy.view(), dx.view_mut());
+        let d = Dropout {
+            p: c.p,
+            seed: c.seed,
+        };
+        b.act_fwd(act, d, x.view(), y.view_mut());
+        b.act_bwd(act, d, x.view(), dy.view(), dx.view_mut());
         // gelu cancels in 1 + tanh(·) for x ≪ 0; relu is exact.
         let tol = if act == Activation::Gelu {
             CANCEL
@@ -491,14 +502,26 @@ fn pointwise_go<B: Backend>(b: &B, c: &Pw) -> Outs {
         outs.push(out(n1, dl(b, &y), tol));
         outs.push(out(n2, dl(b, &dx), tol));
     }
+    let d = Dropout {
+        p: c.p,
+        seed: c.seed,
+    };
     let mut y = nan(b, len);
-    b.dropout(x.view(), c.p, c.seed, y.view_mut());
+    b.residual_fwd(None, x.view(), d, None, y.view_mut());
     outs.push(out("dropout", dl(b, &y), ELEM));
     // On a sub-view: the mask index counts from the view's start on both backends.
     let off = len / 2;
     let mut y2 = nan(b, len - off);
-    b.dropout(x.slice(off, len - off), c.p, c.seed, y2.view_mut());
+    b.residual_fwd(None, x.slice(off, len - off), d, None, y2.view_mut());
     outs.push(out("dropout (view)", dl(b, &y2), ELEM));
+    // The residual add x + drop(dy) and its backward, without a mask.
+    let mut r = nan(b, len);
+    b.residual_fwd(Some(x.view()), dy.view(), d, None, r.view_mut());
+    outs.push(out("residual", dl(b, &r), ELEM));
+    let (mut dx, mut d_o) = (nan(b, len), nan(b, len));
+    b.residual_bwd(dy.view(), d, None, Some(dx.view_mut()), d_o.view_mut());
+    outs.push(out("residual dx", dl(b, &dx), ELEM));
+    outs.push(out("residual do", dl(b, &d_o), ELEM));
     outs
 }
 
@@ -527,14 +550,30 @@ struct Masked {
 fn rows_rope_go<B: Backend>(b: &B, c: &Masked) -> Outs {
     let len = c.x.len();
     let start = b.upload_u32(&c.start);
-    let mut x = b.upload(&c.x);
-    b.row_mask(x.view_mut(), &start, c.n);
+    let mask = Some(RowMask {
+        start: &start,
+        n: c.n,
+    });
+    let d = Dropout { p: 0.3, seed: 77 };
     let x0 = b.upload(&c.x);
+    let o = b.upload(&normals(5, len, 1.0));
+    // The padding-row mask of the residual add, with and without x, and its backward.
+    let (mut masked, mut with_x) = (nan(b, len), nan(b, len));
+    b.residual_fwd(None, x0.view(), Dropout::NONE, mask, masked.view_mut());
+    b.residual_fwd(Some(x0.view()), o.view(), d, mask, with_x.view_mut());
+    let (mut dx, mut d_o) = (nan(b, len), nan(b, len));
+    b.residual_bwd(o.view(), d, mask, Some(dx.view_mut()), d_o.view_mut());
+    let mut d_o_only = nan(b, len);
+    b.residual_bwd(o.view(), d, mask, None, d_o_only.view_mut());
     let (mut y, mut z) = (nan(b, len), nan(b, len));
     b.rope(x0.view(), c.n, c.heads, c.dh, false, y.view_mut());
     b.rope(x0.view(), c.n, c.heads, c.dh, true, z.view_mut());
     vec![
-        out("row_mask", dl(b, &x), ELEM),
+        out("row mask", dl(b, &masked), ELEM),
+        out("masked residual", dl(b, &with_x), ELEM),
+        out("masked residual dx", dl(b, &dx), ELEM),
+        out("masked residual do", dl(b, &d_o), ELEM),
+        out("masked residual do (no dx)", dl(b, &d_o_only), ELEM),
         out("rope", dl(b, &y), CANCEL),
         out("rope inverse", dl(b, &z), CANCEL),
     ]

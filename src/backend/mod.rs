@@ -99,7 +99,8 @@ pub trait Dense: Memory {
     fn gemm(&self, g: &Gemm, a: View<Self::Buf>, b: View<Self::Buf>, c: ViewMut<Self::Buf>);
     /// x[r, c] += bias[c] for x of `[rows, bias.len]`.
     fn bias_add(&self, x: ViewMut<Self::Buf>, bias: View<Self::Buf>);
-    /// out[c] = Σ_r x[r, c]; `out.len` columns.
+    /// out[c] += Σ_r x[r, c]; `out.len` columns (accumulates: bias gradients land straight in
+    /// the flat gradient buffer).
     fn col_sum(&self, x: View<Self::Buf>, out: ViewMut<Self::Buf>);
 }
 
@@ -117,7 +118,9 @@ pub trait Norm: Memory {
         mean: ViewMut<Self::Buf>,
         rstd: ViewMut<Self::Buf>,
     );
-    /// dx overwritten; dgamma and dbeta overwritten with the sums over rows.
+    /// dx overwritten, or added to when `accumulate_dx` (the residual stream already holds a
+    /// gradient); `dparams` (`2·cols`: dgamma, then dbeta) accumulates Σ_rows dy·x̂ and Σ_rows dy
+    /// (one view: every model lays out a layer norm's gamma and beta side by side).
     #[allow(clippy::too_many_arguments)]
     fn layernorm_bwd(
         &self,
@@ -127,26 +130,45 @@ pub trait Norm: Memory {
         rstd: View<Self::Buf>,
         dy: View<Self::Buf>,
         dx: ViewMut<Self::Buf>,
-        dgamma: ViewMut<Self::Buf>,
-        dbeta: ViewMut<Self::Buf>,
+        accumulate_dx: bool,
+        dparams: ViewMut<Self::Buf>,
     );
 }
 
 /// Elementwise and row-wise maps.
 pub trait Pointwise: Memory {
-    fn act_fwd(&self, act: Activation, x: View<Self::Buf>, y: ViewMut<Self::Buf>);
+    /// y = drop(act(x)): the activation, then dropout with `d` (`d.p` 0: none).
+    fn act_fwd(&self, act: Activation, d: Dropout, x: View<Self::Buf>, y: ViewMut<Self::Buf>);
+    /// dx = act′(x)·drop(dy), the same mask as the forward (overwrites dx; dx may be dy).
     fn act_bwd(
         &self,
         act: Activation,
+        d: Dropout,
         x: View<Self::Buf>,
         dy: View<Self::Buf>,
         dx: ViewMut<Self::Buf>,
     );
-    /// y = x·keep/(1−p) with keep(seed, index, p); the backward is the same call on dy.
-    fn dropout(&self, x: View<Self::Buf>, p: f32, seed: u64, y: ViewMut<Self::Buf>);
-    /// Zero the rows of padded slots: x is `[batch, n, cols]`, slot i of window b is padding
-    /// when i < start[b]. In place.
-    fn row_mask(&self, x: ViewMut<Self::Buf>, start: &Self::IBuf, n: usize);
+    /// y = mask(x + drop(o)) for `[batch·n, cols]` tensors: the residual add of a dropped-out
+    /// branch (x None: mask(drop(o)), the embedding stage), with the padding rows zeroed when
+    /// `mask` is given (`RowMask`: slot i of window b is padding when i < start[b]). Element e
+    /// of o is kept iff keep(seed, e, p), kept values scaled by 1/(1−p).
+    fn residual_fwd(
+        &self,
+        x: Option<View<Self::Buf>>,
+        o: View<Self::Buf>,
+        d: Dropout,
+        mask: Option<RowMask<'_, Self::IBuf>>,
+        y: ViewMut<Self::Buf>,
+    );
+    /// Its backward: g = mask(dy); dx = g (overwritten, when wanted), do = drop(g).
+    fn residual_bwd(
+        &self,
+        dy: View<Self::Buf>,
+        d: Dropout,
+        mask: Option<RowMask<'_, Self::IBuf>>,
+        dx: Option<ViewMut<Self::Buf>>,
+        d_o: ViewMut<Self::Buf>,
+    );
     /// Rotary embedding on `[batch, n, heads·dh]`: within each head the pairs (2c, 2c+1)
     /// rotate by angle i·θ_c, θ_c = 10000^(−2c/dh), i the slot; an odd last element is kept.
     /// `inverse` rotates by −angle (the backward).
@@ -160,6 +182,31 @@ pub trait Pointwise: Memory {
         y: ViewMut<Self::Buf>,
     );
 }
+
+/// Dropout of one op: element e is kept iff keep(seed, e, p) (src/rng.rs, the same hash in
+/// the kernels), kept values scaled by 1/(1−p); p = 0 keeps everything unscaled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl Dropout {
+    pub const NONE: Dropout = Dropout { p: 0.0, seed: 0 };
+}
+
+/// The padding rows of `[batch·n, cols]`: slot i of window b is padding when i < start[b].
+pub struct RowMask<'a, I> {
+    pub start: &'a I,
+    pub n: usize,
+}
+
+impl<I> Clone for RowMask<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I> Copy for RowMask<'_, I> {}
 
 /// Table lookups.
 pub trait Embedding: Memory {

@@ -89,11 +89,10 @@ pub fn bias_add<T: Real>(x: &mut [T], bias: &[T]) {
     });
 }
 
-/// out[c] = Σ_r x[r, c]: partial sums over blocks of [`COL_SUM_ROWS`] rows in parallel, then
-/// added in block order.
+/// out[c] += Σ_r x[r, c]: partial sums over blocks of [`COL_SUM_ROWS`] rows in parallel,
+/// added in block order, and the total added to out.
 pub fn col_sum<T: Real>(x: &[T], out: &mut [T]) {
     let cols = out.len();
-    out.fill(T::ZERO);
     if cols == 0 {
         return;
     }
@@ -110,10 +109,14 @@ pub fn col_sum<T: Real>(x: &[T], out: &mut [T]) {
             acc
         })
         .collect();
+    let mut total = vec![T::ZERO; cols];
     for p in partials {
-        for (o, v) in out.iter_mut().zip(p) {
-            *o += v;
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
         }
+    }
+    for (o, t) in out.iter_mut().zip(total) {
+        *o += t;
     }
 }
 

@@ -1,5 +1,5 @@
-//! Layer norm: a row-parallel forward and backward; the parameter gradients are column sums
-//! (fixed row blocks, see [`super::dense::col_sum`]).
+//! Layer norm: a row-parallel forward, and a backward that computes dx and the parameter
+//! gradients' per-block partials in one pass (fixed row blocks, added in block order).
 
 use super::real::Real;
 use super::{s, sm, Cpu, HostBuf};
@@ -32,6 +32,13 @@ pub fn layernorm_fwd<T: Real>(
         });
 }
 
+/// Rows per block of the parameter-gradient partials (fixed: the sums do not depend on the
+/// thread count).
+const LN_BLOCK_ROWS: usize = 256;
+
+/// dx = r·(g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) (overwritten, or added when `accumulate_dx`);
+/// dparams = [dgamma | dbeta] += [Σ_rows dy·x̂ | Σ_rows dy], from per-block partials added in
+/// block order.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_bwd<T: Real>(
     x: &[T],
@@ -40,42 +47,58 @@ pub fn layernorm_bwd<T: Real>(
     rstd: &[T],
     dy: &[T],
     dx: &mut [T],
-    dgamma: &mut [T],
-    dbeta: &mut [T],
+    accumulate_dx: bool,
+    dparams: &mut [T],
 ) {
     let c = gamma.len();
+    if c == 0 {
+        return;
+    }
     let inv_c = T::ONE / T::from_usize(c);
-    // dx_i = r·(g_i dy_i − mean(g·dy) − x̂_i·mean(g·dy·x̂)).
-    dx.par_chunks_mut(c)
-        .zip(x.par_chunks(c).zip(dy.par_chunks(c)))
-        .zip(mean.par_iter().zip(rstd.par_iter()))
-        .for_each(|((dxr, (xr, dyr)), (&m, &r))| {
-            let (mut a, mut b) = (T::ZERO, T::ZERO);
-            for i in 0..c {
-                let gd = gamma[i] * dyr[i];
-                a += gd;
-                b += gd * (xr[i] - m) * r;
+    let blk = LN_BLOCK_ROWS * c;
+    let partials: Vec<(Vec<T>, Vec<T>)> = dx
+        .par_chunks_mut(blk)
+        .zip(x.par_chunks(blk).zip(dy.par_chunks(blk)))
+        .zip(
+            mean.par_chunks(LN_BLOCK_ROWS)
+                .zip(rstd.par_chunks(LN_BLOCK_ROWS)),
+        )
+        .map(|((dxb, (xb, dyb)), (mb, rb))| {
+            let (mut pg, mut pb) = (vec![T::ZERO; c], vec![T::ZERO; c]);
+            for (row, (&m, &r)) in mb.iter().zip(rb).enumerate() {
+                let (xr, dyr) = (&xb[row * c..][..c], &dyb[row * c..][..c]);
+                let dxr = &mut dxb[row * c..][..c];
+                let (mut a, mut b) = (T::ZERO, T::ZERO);
+                for i in 0..c {
+                    let gd = gamma[i] * dyr[i];
+                    a += gd;
+                    b += gd * (xr[i] - m) * r;
+                }
+                a *= inv_c;
+                b *= inv_c;
+                for i in 0..c {
+                    let xh = (xr[i] - m) * r;
+                    let v = r * (gamma[i] * dyr[i] - a - xh * b);
+                    dxr[i] = if accumulate_dx { dxr[i] + v } else { v };
+                    pg[i] += xh * dyr[i];
+                    pb[i] += dyr[i];
+                }
             }
-            a *= inv_c;
-            b *= inv_c;
-            for i in 0..c {
-                let xh = (xr[i] - m) * r;
-                dxr[i] = r * (gamma[i] * dyr[i] - a - xh * b);
-            }
-        });
-    // dgamma = Σ_rows dy·x̂, dbeta = Σ_rows dy: the normalised rows are recomputed.
-    let mut xhat_dy = vec![T::ZERO; x.len()];
-    xhat_dy
-        .par_chunks_mut(c)
-        .zip(x.par_chunks(c).zip(dy.par_chunks(c)))
-        .zip(mean.par_iter().zip(rstd.par_iter()))
-        .for_each(|((o, (xr, dyr)), (&m, &r))| {
-            for i in 0..c {
-                o[i] = (xr[i] - m) * r * dyr[i];
-            }
-        });
-    super::dense::col_sum(&xhat_dy, dgamma);
-    super::dense::col_sum(dy, dbeta);
+            (pg, pb)
+        })
+        .collect();
+    let (mut tg, mut tb) = (vec![T::ZERO; c], vec![T::ZERO; c]);
+    for (pg, pb) in partials {
+        for i in 0..c {
+            tg[i] += pg[i];
+            tb[i] += pb[i];
+        }
+    }
+    let (dgamma, dbeta) = dparams.split_at_mut(c);
+    for i in 0..c {
+        dgamma[i] += tg[i];
+        dbeta[i] += tb[i];
+    }
 }
 
 impl<T: Real> Norm for Cpu<T> {
@@ -99,8 +122,8 @@ impl<T: Real> Norm for Cpu<T> {
         rstd: View<HostBuf<T>>,
         dy: View<HostBuf<T>>,
         dx: ViewMut<HostBuf<T>>,
-        dgamma: ViewMut<HostBuf<T>>,
-        dbeta: ViewMut<HostBuf<T>>,
+        accumulate_dx: bool,
+        dparams: ViewMut<HostBuf<T>>,
     ) {
         layernorm_bwd(
             s(x),
@@ -109,8 +132,8 @@ impl<T: Real> Norm for Cpu<T> {
             s(rstd),
             s(dy),
             sm(dx),
-            sm(dgamma),
-            sm(dbeta),
+            accumulate_dx,
+            sm(dparams),
         );
     }
 }

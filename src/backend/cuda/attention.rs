@@ -8,8 +8,8 @@ use super::params::{
 use super::{Cuda, MAX_HEAD_WIDTH};
 use super::{GpuBuf, GpuInts};
 use crate::backend::{
-    Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, Pointwise,
-    ScoreSource, View, ViewMut,
+    Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, ScoreSource, View,
+    ViewMut,
 };
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaSlice;

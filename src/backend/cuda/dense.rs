@@ -1,15 +1,15 @@
 //! The dense family: GEMM on cuBLAS (no custom kernel), and the launchers of
-//! `kernels/dense.cu` (bias add, column sums).
+//! `kernels/dense.cu` (bias add); column sums are a GEMM against a vector of ones.
 //!
 //! GEMM is row-major and batched on column-major cuBLAS. A row-major `[r, c]` matrix is, byte for byte, its column-major transpose `[c, r]`. So the
 //! row-major product C = op(A)·op(B) is computed as the column-major product
 //! Cᵀ = op(B)ᵀ·op(A)ᵀ: B goes first, A second, m and n swap, and each operand keeps its own
 //! transpose flag (the stored matrix read column-major already is the transpose).
 
-use super::launch::{blocks, int, size, to_i32, Arg};
+use super::launch::{int, size, to_i32, Arg};
 use super::Cuda;
 use super::GpuBuf;
-use crate::backend::{Dense, Gemm, Memory, View, ViewMut};
+use crate::backend::{Dense, DeviceBuf, Gemm, Memory, View, ViewMut};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
 
@@ -30,10 +30,23 @@ fn span(batch: usize, stride: usize, one: usize) -> usize {
     }
 }
 
-/// Row chunks (grid.y) of the two-stage column sums: enough blocks to fill the device for
-/// tall inputs, one chunk (no second stage) for short ones.
-pub(super) fn col_chunks(rows: usize) -> usize {
-    rows.div_ceil(64).clamp(1, 128)
+impl Cuda {
+    /// Runs `f` on a view of `len` ones, from a buffer kept for the backend's life (grown by
+    /// doubling; filled once per growth).
+    fn with_ones<R>(&self, len: usize, f: impl FnOnce(View<GpuBuf>) -> R) -> R {
+        let mut slot = self.ones.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|b| b.len() < len) {
+            let grown = len.max(slot.as_ref().map_or(0, |b| 2 * b.len()));
+            let mut b = Cuda::alloc(self, grown);
+            self.fill(b.view_mut(), 1.0);
+            *slot = Some(b);
+        }
+        f(DeviceBuf::slice(
+            slot.as_ref().expect("filled above"),
+            0,
+            len,
+        ))
+    }
 }
 
 impl Dense for Cuda {
@@ -162,39 +175,18 @@ impl Dense for Cuda {
         );
     }
 
-    /// Two stages when the rows are many: per-chunk partials, then their column sums.
+    /// One GEMM: out[1, cols] += ones[1, rows]·x[rows, cols] (cuBLAS reads the tall input at
+    /// full bandwidth, in one call, with a fixed summation order).
     fn col_sum(&self, x: View<GpuBuf>, out: ViewMut<GpuBuf>) {
         let cols = out.len;
         if cols == 0 {
             return;
         }
         let rows = x.len / cols;
-        let g = col_chunks(rows);
-        let gx = blocks(cols, 32);
-        if g == 1 {
-            self.launch(
-                "col_sum",
-                (gx, 1, 1),
-                (32, 8, 1),
-                0,
-                &[self.p(x), self.pm(&out), int(rows), int(cols), int(0)],
-            );
+        if rows == 0 {
             return;
         }
-        let ws = self.zeroed(g * cols);
-        self.launch(
-            "col_sum",
-            (gx, g as u32, 1),
-            (32, 8, 1),
-            0,
-            &[self.p(x), self.pb(&ws), int(rows), int(cols), int(0)],
-        );
-        self.launch(
-            "col_sum",
-            (gx, 1, 1),
-            (32, 8, 1),
-            0,
-            &[self.pb(&ws), self.pm(&out), int(g), int(cols), int(0)],
-        );
+        let g = Gemm::new(1, cols, rows, false, false).accumulate();
+        self.with_ones(rows, |ones| self.gemm(&g, ones, x, out));
     }
 }

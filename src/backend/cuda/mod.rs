@@ -65,6 +65,8 @@ pub struct Cuda {
     pool: Arc<Pool<CudaSlice<f32>>>,
     ints: Arc<Pool<CudaSlice<u32>>>,
     counters: Counters,
+    /// Ones for the column sums (a GEMM against them), grown as needed.
+    ones: std::sync::Mutex<Option<GpuBuf>>,
 }
 
 /// A device buffer of the CUDA backend: returns to the backend's pool when dropped.
@@ -143,6 +145,7 @@ impl Cuda {
             pool: Arc::default(),
             ints: Arc::default(),
             counters: Counters::default(),
+            ones: std::sync::Mutex::new(None),
         };
         cuda.allow_large_shared_memory()?;
         Ok(cuda)
