@@ -695,8 +695,9 @@ fn cross_entropy(g: Cuda) {
 
 /// Exact equality (integers out of comparisons): vocab 1 (no item, every row skipped), 2 and 3
 /// (fewer candidates than K), 51 and 52 (K candidates and one more: the radix select's
-/// threshold), 257 and 5000 (several items per thread); each with rows of every pattern of
-/// `rank_case` (ties at the cut, NaN targets, all-NaN and all-equal rows, ±inf, ±0).
+/// threshold), 257 and 5000 (several items per thread), 400 001 (exclude-seen's bitmap past
+/// 48 KiB of shared memory: the opt-in); each with rows of every pattern of `rank_case` (ties
+/// at the cut, NaN targets, all-NaN and all-equal rows, ±inf, ±0).
 fn rank_every_protocol_and_odd_shapes(g: Cuda) {
     let cpu = Cpu::<f32>::new();
     for (vocab, rows) in [
@@ -707,6 +708,7 @@ fn rank_every_protocol_and_odd_shapes(g: Cuda) {
         (52, 14),
         (257, 21),
         (5000, 7),
+        (400_001, 2),
     ] {
         let c = rank_cases::rank_case(vocab as u64 + 100, rows, vocab);
         for protocol in rank_cases::PROTOCOLS {
