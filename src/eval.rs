@@ -1,8 +1,11 @@
 //! Ranking metrics for next-item prediction: HR, NDCG, MRR and catalogue coverage at K.
 //!
-//! One [`RankingAccumulator`] per evaluation pass: feed it each user's scores over the whole
-//! catalogue, then [`RankingAccumulator::finish`]. Three protocols (DESIGN.md §4), and every
-//! printed number carries the protocol's name.
+//! One [`RankingAccumulator`] per evaluation pass: feed it each user's ranked row (the target's
+//! rank, the NaN count and the top ids, as the [`Rank`](crate::backend::Rank) op computes them
+//! where the scores are; the candidates from [`CandidateLists`]) or, on the host, each user's
+//! scores over the whole catalogue; then [`RankingAccumulator::finish`]. Three protocols
+//! (DESIGN.md §4), and every printed number carries the protocol's name. The ranking itself is
+//! `src/backend/cpu/rank.rs` (and `kernels/rank.cu` on the GPU).
 //!
 //! Conventions, fixed here so that every caller agrees:
 //! - Item ids are `1..=num_items`; index 0 of a score vector is padding and is never ranked.
@@ -17,6 +20,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::backend::cpu::rank::{Marks, RowCandidates, RowRanker};
+use crate::backend::{RANK_K, RANK_ROW, RANK_SKIPPED};
 use crate::error::{Error, Result};
 use crate::rng::{derive, Rng};
 
@@ -24,6 +29,10 @@ use crate::rng::{derive, Rng};
 pub const KS: [usize; 5] = [1, 5, 10, 20, 50];
 
 const MAX_K: usize = KS[KS.len() - 1];
+const _: () = assert!(
+    MAX_K == RANK_K,
+    "the rank op's top lists are the largest cut-off"
+);
 
 /// Negatives per user in the sampled protocol.
 pub const SAMPLED_NEGATIVES: usize = 100;
@@ -152,46 +161,93 @@ impl fmt::Display for Metrics {
     }
 }
 
-/// Packs (score, id) into one integer whose natural order is the top-K order: higher score
-/// first (NaN lowest, -0 equal to +0), then lower id. Integer keys make the selection cheap
-/// and independent of the input order.
-#[inline]
-fn rank_key(score: f32, id: u32) -> u64 {
-    let s = if score.is_nan() {
-        0
-    } else {
-        // `+ 0.0` turns -0 into +0 so the two tie, as they do for the rank.
-        let b = (score + 0.0).to_bits();
-        if b & 0x8000_0000 != 0 {
-            !b
-        } else {
-            b | 0x8000_0000
+/// What each user's target is ranked against, as the [`Rank`](crate::backend::Rank) op takes
+/// it: one list of item ids per user (the CSR rows of [`RowLists`](crate::backend::RowLists)).
+/// The sampled negatives are drawn here, on the host, as a pure function of (seed, user,
+/// history, target).
+pub struct CandidateLists {
+    num_items: usize,
+    seed: u64,
+    /// The items taken (seen, or already listed) for the current user.
+    taken: Marks,
+}
+
+impl CandidateLists {
+    pub fn new(num_items: usize, seed: u64) -> Self {
+        CandidateLists {
+            num_items,
+            seed,
+            taken: Marks::new(num_items + 1),
         }
-    };
-    ((s as u64) << 32) | (!id) as u64
-}
-
-/// Collects candidate keys, then selects the best `MAX_K` with one partial selection.
-struct TopK {
-    keys: Vec<u64>,
-}
-
-impl TopK {
-    #[inline]
-    fn push(&mut self, score: f32, id: u32) {
-        self.keys.push(rank_key(score, id));
     }
-    /// Writes the best `MAX_K` ids (fewer if fewer candidates), best first, and resets.
-    fn drain_sorted(&mut self, out: &mut Vec<u32>) {
-        let k = MAX_K.min(self.keys.len());
-        if self.keys.len() > k {
-            self.keys.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
-            self.keys.truncate(k);
+
+    /// Appends the user's list under `protocol` to `out`: nothing for `full`; for
+    /// `exclude-seen` the distinct items of `history` (in its order, padding zeros, ids past
+    /// the catalogue and the target left out); for `sampled100` the negatives. `history` may
+    /// contain the target, duplicates and padding zeros.
+    pub fn push(
+        &mut self,
+        protocol: Protocol,
+        user: usize,
+        target: u32,
+        history: &[u32],
+        out: &mut Vec<u32>,
+    ) {
+        match protocol {
+            Protocol::Full => {}
+            Protocol::ExcludeSeen => {
+                let n = self.num_items;
+                self.taken.clear();
+                for &h in history {
+                    let hu = h as usize;
+                    if hu != 0 && hu <= n && h != target && self.taken.insert(hu) {
+                        out.push(h);
+                    }
+                }
+            }
+            Protocol::Sampled100 => self.draw_negatives(user, target, history, out),
         }
-        self.keys.sort_unstable_by(|a, b| b.cmp(a));
-        out.clear();
-        out.extend(self.keys.iter().map(|&x| !(x as u32)));
-        self.keys.clear();
+    }
+
+    /// Appends up to 100 distinct items, uniform over the items that are neither seen nor the
+    /// target, as a pure function of (seed, user, history, target).
+    fn draw_negatives(&mut self, user: usize, target: u32, history: &[u32], out: &mut Vec<u32>) {
+        let n = self.num_items;
+        self.taken.clear();
+        self.taken.insert(target as usize);
+        let mut blocked = 1usize;
+        for &h in history {
+            let hu = h as usize;
+            if hu != 0 && hu <= n && self.taken.insert(hu) {
+                blocked += 1;
+            }
+        }
+        let available = n - blocked;
+        let mut rng = Rng::new(derive(self.seed, user as u64));
+        if available <= SAMPLED_NEGATIVES {
+            // Fewer unseen items than negatives wanted: take them all.
+            out.extend((1..=n as u32).filter(|&i| !self.taken.contains(i as usize)));
+        } else if available * 2 >= n {
+            // Rejection sampling: each draw is accepted with probability > 1/2 - 100/n.
+            let mut drawn = 0;
+            while drawn < SAMPLED_NEGATIVES {
+                let j = rng.below(n) + 1;
+                if self.taken.insert(j) {
+                    out.push(j as u32);
+                    drawn += 1;
+                }
+            }
+        } else {
+            // Mostly seen catalogue: list the free items and take a partial Fisher–Yates.
+            let mut free: Vec<u32> = (1..=n as u32)
+                .filter(|&i| !self.taken.contains(i as usize))
+                .collect();
+            for i in 0..SAMPLED_NEGATIVES {
+                let j = i + rng.below(free.len() - i);
+                free.swap(i, j);
+            }
+            out.extend_from_slice(&free[..SAMPLED_NEGATIVES]);
+        }
     }
 }
 
@@ -208,13 +264,11 @@ pub struct RankingAccumulator {
     /// Per item: best position it reached in any user's top list (`u8::MAX` = never).
     /// Top-K lists are nested, so "in some top-K" is exactly `best_pos < K`.
     best_pos: Vec<u8>,
-    // Scratch, reused between calls.
-    /// `mark[i] == epoch` means item i is excluded (seen) for the current user.
-    mark: Vec<u32>,
-    epoch: u32,
-    topk: TopK,
-    top_ids: Vec<u32>,
-    negatives: Vec<u32>,
+    // Scratch of `add`, reused between calls.
+    lists: CandidateLists,
+    ranker: RowRanker,
+    list: Vec<u32>,
+    row: Vec<u32>,
 }
 
 impl RankingAccumulator {
@@ -226,13 +280,10 @@ impl RankingAccumulator {
             ranks: vec![],
             nan_scores: 0,
             best_pos: vec![u8::MAX; num_items + 1],
-            mark: vec![0; num_items + 1],
-            epoch: 0,
-            topk: TopK {
-                keys: Vec::with_capacity(num_items),
-            },
-            top_ids: Vec::with_capacity(MAX_K),
-            negatives: Vec::with_capacity(SAMPLED_NEGATIVES),
+            lists: CandidateLists::new(num_items, seed),
+            ranker: RowRanker::new(num_items + 1),
+            list: Vec::with_capacity(SAMPLED_NEGATIVES),
+            row: vec![0; RANK_ROW],
         }
     }
 
@@ -249,9 +300,11 @@ impl RankingAccumulator {
         RankingAccumulator::new(self.num_items, self.protocol, self.seed)
     }
 
-    /// Ranks `target` for one user. `scores` has `num_items + 1` entries (index 0 = padding,
-    /// ignored). `history` may contain the target, duplicates and padding zeros. `user` only
-    /// seeds the sampled protocol's negatives, so the same user always gets the same ones.
+    /// Ranks `target` for one user on the host. `scores` has `num_items + 1` entries (index 0 =
+    /// padding, ignored). `history` may contain the target, duplicates and padding zeros.
+    /// `user` only seeds the sampled protocol's negatives, so the same user always gets the
+    /// same ones. The same as [`CandidateLists::push`], the CPU [`Rank`](crate::backend::Rank)
+    /// op on one row, then [`RankingAccumulator::add_ranked`].
     ///
     /// # Panics
     /// On caller bugs: a score vector of the wrong length or a target outside `1..=num_items`.
@@ -266,133 +319,41 @@ impl RankingAccumulator {
             target >= 1 && target as usize <= n,
             "target {target} outside 1..={n}"
         );
-        let t = scores[target as usize];
-
-        let rank = match self.protocol {
-            Protocol::Full => {
-                let items = &scores[1..];
-                self.nan_scores += items.iter().filter(|s| s.is_nan()).count();
-                for (i, &s) in items.iter().enumerate() {
-                    self.topk.push(s, i as u32 + 1);
-                }
-                if t.is_nan() {
-                    n - 1
-                } else {
-                    // Counts the target itself too (t >= t), hence the -1.
-                    items.iter().filter(|&&s| s >= t).count() - 1
-                }
-            }
-            Protocol::ExcludeSeen => {
-                let epoch = self.next_epoch();
-                let mut excluded = 0usize;
-                let mut excluded_above = 0usize;
-                let mut excluded_nan = 0usize;
-                for &h in history {
-                    let hu = h as usize;
-                    if hu == 0 || hu > n || h == target || self.mark[hu] == epoch {
-                        continue;
-                    }
-                    self.mark[hu] = epoch;
-                    excluded += 1;
-                    let s = scores[hu];
-                    excluded_above += (s >= t) as usize;
-                    excluded_nan += s.is_nan() as usize;
-                }
-                let items = &scores[1..];
-                let nans = items.iter().filter(|s| s.is_nan()).count();
-                self.nan_scores += nans - excluded_nan;
-                for (i, &s) in items.iter().enumerate() {
-                    if self.mark[i + 1] != epoch {
-                        self.topk.push(s, i as u32 + 1);
-                    }
-                }
-                let candidates = n - excluded;
-                if t.is_nan() {
-                    candidates - 1
-                } else {
-                    items.iter().filter(|&&s| s >= t).count() - 1 - excluded_above
-                }
-            }
-            Protocol::Sampled100 => {
-                self.draw_negatives(user, target, history);
-                self.nan_scores += t.is_nan() as usize;
-                self.topk.push(t, target);
-                let mut above = 0usize;
-                for &j in &self.negatives {
-                    let s = scores[j as usize];
-                    self.nan_scores += s.is_nan() as usize;
-                    above += (s >= t) as usize;
-                    self.topk.push(s, j);
-                }
-                if t.is_nan() {
-                    self.negatives.len()
-                } else {
-                    above
-                }
-            }
+        self.list.clear();
+        self.lists
+            .push(self.protocol, user, target, history, &mut self.list);
+        let cands = match self.protocol {
+            Protocol::Full => RowCandidates::All,
+            Protocol::ExcludeSeen => RowCandidates::Except(&self.list),
+            Protocol::Sampled100 => RowCandidates::Only(&self.list),
         };
+        self.ranker.rank(scores, target, cands, &mut self.row);
+        let (rank, nans) = (self.row[0], self.row[1]);
+        let top = std::mem::take(&mut self.row);
+        self.add_ranked(rank, nans, &top[2..]);
+        self.row = top;
+    }
 
-        self.record(rank);
-        self.topk.drain_sorted(&mut self.top_ids);
-        for (pos, &id) in self.top_ids.iter().enumerate() {
+    /// Records one user ranked by the [`Rank`](crate::backend::Rank) op: the target's rank,
+    /// the NaN count among the candidates and the top ids (best first; a 0 ends the list).
+    ///
+    /// # Panics
+    /// On a row the op skipped ([`RANK_SKIPPED`]: its target was not an item).
+    pub fn add_ranked(&mut self, rank: u32, nans: u32, top: &[u32]) {
+        assert_ne!(
+            rank, RANK_SKIPPED,
+            "a row without a valid target was ranked"
+        );
+        self.ranks.push(rank);
+        self.nan_scores += nans as usize;
+        for (pos, &id) in top
+            .iter()
+            .take(MAX_K)
+            .take_while(|&&id| id != 0)
+            .enumerate()
+        {
             let p = &mut self.best_pos[id as usize];
             *p = (*p).min(pos as u8);
-        }
-    }
-
-    fn record(&mut self, rank: usize) {
-        self.ranks.push(rank as u32);
-    }
-
-    fn next_epoch(&mut self) -> u32 {
-        if self.epoch == u32::MAX {
-            self.mark.fill(0);
-            self.epoch = 0;
-        }
-        self.epoch += 1;
-        self.epoch
-    }
-
-    /// Fills `self.negatives` with up to 100 distinct items, uniform over the items that are
-    /// neither seen nor the target, as a pure function of (seed, user, history, target).
-    fn draw_negatives(&mut self, user: usize, target: u32, history: &[u32]) {
-        let n = self.num_items;
-        let epoch = self.next_epoch();
-        let mut blocked = 1usize;
-        self.mark[target as usize] = epoch;
-        for &h in history {
-            let hu = h as usize;
-            if hu != 0 && hu <= n && self.mark[hu] != epoch {
-                self.mark[hu] = epoch;
-                blocked += 1;
-            }
-        }
-        let available = n - blocked;
-        self.negatives.clear();
-        let mut rng = Rng::new(derive(self.seed, user as u64));
-        if available <= SAMPLED_NEGATIVES {
-            // Fewer unseen items than negatives wanted: take them all.
-            self.negatives
-                .extend((1..=n as u32).filter(|&i| self.mark[i as usize] != epoch));
-        } else if available * 2 >= n {
-            // Rejection sampling: each draw is accepted with probability > 1/2 - 100/n.
-            while self.negatives.len() < SAMPLED_NEGATIVES {
-                let j = rng.below(n) + 1;
-                if self.mark[j] != epoch {
-                    self.mark[j] = epoch;
-                    self.negatives.push(j as u32);
-                }
-            }
-        } else {
-            // Mostly seen catalogue: list the free items and take a partial Fisher–Yates.
-            let mut free: Vec<u32> = (1..=n as u32)
-                .filter(|&i| self.mark[i as usize] != epoch)
-                .collect();
-            for i in 0..SAMPLED_NEGATIVES {
-                let j = i + rng.below(free.len() - i);
-                free.swap(i, j);
-            }
-            self.negatives.extend_from_slice(&free[..SAMPLED_NEGATIVES]);
         }
     }
 
@@ -453,6 +414,7 @@ impl RankingAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::rank::rank_key;
 
     use std::cmp::Ordering;
 
@@ -681,8 +643,9 @@ mod tests {
     }
 
     fn sampled_negatives(acc: &mut RankingAccumulator, user: usize, t: u32, h: &[u32]) -> Vec<u32> {
-        acc.draw_negatives(user, t, h);
-        acc.negatives.clone()
+        let mut out = vec![];
+        acc.lists.push(Protocol::Sampled100, user, t, h, &mut out);
+        out
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub mod kernels {
                 "rope_bwd",
             ],
         ),
+        ("rank", &["rank_rows"]),
     ];
 
     /// The PTX text of kernel file `name`, if it was built.

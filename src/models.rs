@@ -598,15 +598,15 @@ impl Model {
     }
 
     /// Scores of every item (index 0 = padding) for the newest slot of each window:
-    /// `[batch, items + 1]`, row-major. No dropout.
-    pub fn score_last<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch) -> Vec<f32> {
+    /// `[batch, items + 1]`, row-major, a tensor of the tape (on the device: evaluation ranks
+    /// it there, `src/score.rs`). No dropout.
+    pub fn score_last<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch) -> Tid {
         let (h, _) = self.forward(tape, batch, false, 0);
         let n = self.cfg.n;
         let last: Vec<u32> = (0..batch.size()).map(|b| (b * n + n - 1) as u32).collect();
         let last = tape.ints(&last);
         let hl = tape.embedding(h, last, batch.size(), 1.0);
         let table = self.item_table(tape);
-        let logits = self.tied_logits(tape, hl, table, batch.size());
-        tape.to_host(logits)
+        self.tied_logits(tape, hl, table, batch.size())
     }
 }

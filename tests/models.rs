@@ -107,7 +107,8 @@ fn kernel_models_start_as_plain_attention() {
         let run = |m: &Model, init: &Vec<f32>| {
             let init = b.upload(init);
             let mut t = Tape::new(&b, &init, false);
-            m.score_last(&mut t, &batch)
+            let scores = m.score_last(&mut t, &batch);
+            t.to_host(scores)
         };
         let (ks, ps) = (run(&km, &kinit), run(&pm, &pinit));
         let err = ks
@@ -167,6 +168,7 @@ fn padded_rows_give_finite_scores_and_zero_hidden() {
             start: vec![6],
         };
         let scores = model.score_last(&mut t, &batch);
+        let scores = t.to_host(scores);
         assert!(
             scores.iter().all(|x| x.is_finite()),
             "{name}: non-finite score"

@@ -32,11 +32,14 @@ use pasa::backend::cuda::{cuda_available, Cuda};
 use pasa::backend::prelude::*;
 use pasa::backend::{
     Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
-    RowMask, ScoreSource,
+    RowMask, ScoreSource, RANK_ROW,
 };
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
 use pasa::rng::Rng;
 use pasa::tape::Tape;
+
+#[path = "common/rank_cases.rs"]
+mod rank_cases;
 
 // ─── harness ────────────────────────────────────────────────────────────────────────────────
 
@@ -56,6 +59,10 @@ const TESTS: &[(&str, Test)] = &[
     ("embedding_and_bce", embedding_and_bce),
     ("cross_entropy", cross_entropy),
     ("adam", adam),
+    (
+        "rank_every_protocol_and_odd_shapes",
+        rank_every_protocol_and_odd_shapes,
+    ),
     (
         "attention_every_kernel_kind_score_and_shape",
         attention_every_kernel_kind_score_and_shape,
@@ -718,6 +725,41 @@ fn cross_entropy(g: Cuda) {
                 ce_go,
                 &c
             );
+        }
+    }
+}
+
+// ─── rank: each row's rank, NaN count and top-K ids ─────────────────────────────────────────
+
+/// Exact equality (integers out of comparisons): vocab 1 (no item, every row skipped), 2 and 3
+/// (fewer candidates than K), 51 and 52 (K candidates and one more: the radix select's
+/// threshold), 257 and 5000 (several items per thread), 400 001 (exclude-seen's bitmap past
+/// 48 KiB of shared memory: the opt-in); each with rows of every pattern of `rank_case` (ties
+/// at the cut, NaN targets, all-NaN and all-equal rows, ±inf, ±0).
+fn rank_every_protocol_and_odd_shapes(g: Cuda) {
+    let cpu = Cpu::<f32>::new();
+    for (vocab, rows) in [
+        (1, 3),
+        (2, 7),
+        (3, 7),
+        (51, 7),
+        (52, 14),
+        (257, 21),
+        (5000, 7),
+        (400_001, 2),
+    ] {
+        let c = rank_cases::rank_case(vocab as u64 + 100, rows, vocab);
+        for protocol in rank_cases::PROTOCOLS {
+            let want = rank_cases::run_rank(&cpu, &c, protocol, 3);
+            let got = rank_cases::run_rank(&g, &c, protocol, 3);
+            for (r, (w, o)) in want.chunks(RANK_ROW).zip(got.chunks(RANK_ROW)).enumerate() {
+                assert_eq!(
+                    w,
+                    o,
+                    "rank {protocol}, vocab {vocab}, row {r} (pattern {}): CPU vs GPU",
+                    r % 7
+                );
+            }
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | [`Attention`] | the fused attention (`weight` reading) and the `mix` reading      |
 //! | [`Loss`]      | softmax cross-entropy, BCE with a sampled negative                |
 //! | [`Optim`]     | Adam over the flat parameter buffer                               |
+//! | [`Rank`]      | evaluation: each row's rank of its target, NaN count, top-K ids   |
 //!
 //! Generic code takes `B: Backend` (every family at once) and calls `b.gemm(…)`; code that
 //! names a concrete backend (tests, benches) imports the traits with
@@ -34,7 +35,7 @@ pub use view::*;
 /// Every family trait, for code that calls ops on a concrete backend.
 pub mod prelude {
     pub use super::{
-        Attention, Backend, Dense, DeviceBuf, Embedding, Loss, Memory, Norm, Optim, Pointwise,
+        Attention, Backend, Dense, DeviceBuf, Embedding, Loss, Memory, Norm, Optim, Pointwise, Rank,
     };
 }
 
@@ -46,12 +47,12 @@ pub const MAX_GRID_YZ: usize = 65535;
 /// A device with every op family: what the tape, the models, the optimiser and the training
 /// loop are written against. Implemented for every type that implements the families.
 pub trait Backend:
-    Memory + Dense + Norm + Pointwise + Embedding + Attention + Loss + Optim
+    Memory + Dense + Norm + Pointwise + Embedding + Attention + Loss + Optim + Rank
 {
 }
 
 impl<B> Backend for B where
-    B: Memory + Dense + Norm + Pointwise + Embedding + Attention + Loss + Optim
+    B: Memory + Dense + Norm + Pointwise + Embedding + Attention + Loss + Optim + Rank
 {
 }
 
@@ -74,7 +75,12 @@ pub trait Memory {
     fn zeros(&self, len: usize) -> Self::Buf;
     fn upload(&self, data: &[f32]) -> Self::Buf;
     fn upload_u32(&self, data: &[u32]) -> Self::IBuf;
+    /// An index buffer of `len` elements whose contents are unspecified: for index outputs
+    /// (the [`Rank`] op's).
+    fn alloc_u32(&self, len: usize) -> Self::IBuf;
     fn download(&self, x: View<Self::Buf>) -> Vec<f32>;
+    /// The whole of an index buffer.
+    fn download_u32(&self, x: &Self::IBuf) -> Vec<u32>;
     fn fill(&self, x: ViewMut<Self::Buf>, value: f32);
     /// dst = src; the two have the same length.
     fn copy(&self, src: View<Self::Buf>, dst: ViewMut<Self::Buf>);
@@ -355,6 +361,72 @@ pub trait Optim: Memory {
         grads: View<Self::Buf>,
         m: ViewMut<Self::Buf>,
         v: ViewMut<Self::Buf>,
+    );
+}
+
+/// Length of the [`Rank`] op's top lists: the largest cut-off of `src/eval.rs` (`KS`).
+pub const RANK_K: usize = 50;
+
+/// u32s per row of the [`Rank`] op's output: the rank, the NaN count, then the top
+/// [`RANK_K`] ids.
+pub const RANK_ROW: usize = 2 + RANK_K;
+
+/// The rank the [`Rank`] op writes for a row whose target is not an item (0 or ≥ vocab): the
+/// row is not ranked (NaN count 0, no ids).
+pub const RANK_SKIPPED: u32 = u32::MAX;
+
+/// Per-row lists of item ids in CSR form: row r's ids are `items[offsets[r]..offsets[r+1]]`
+/// (`offsets` has rows + 1 entries, from 0). Ids are distinct, in 1..vocab, and never the
+/// row's target: the host builds them so (`src/eval.rs`, `CandidateLists`).
+pub struct RowLists<'a, I> {
+    pub offsets: &'a I,
+    pub items: &'a I,
+}
+
+// By hand: a derive would ask for `I: Copy`, and only the references are copied.
+impl<I> Clone for RowLists<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I> Copy for RowLists<'_, I> {}
+
+/// What each row's target is ranked against: the protocols of `src/eval.rs`.
+pub enum Candidates<'a, I> {
+    /// Every item 1..vocab (`full`).
+    All,
+    /// Every item except the row's list (`exclude-seen`: the user's history).
+    Except(RowLists<'a, I>),
+    /// The target and the row's list only (`sampled100`: the drawn negatives).
+    Only(RowLists<'a, I>),
+}
+
+impl<I> Clone for Candidates<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I> Copy for Candidates<'_, I> {}
+
+/// Ranking for evaluation, where the scores are (DESIGN.md §4; conventions in `src/eval.rs`).
+pub trait Rank: Memory {
+    /// For each row r of `scores` (`[rows, vocab]`, rows = `targets.len()`; column 0 is the
+    /// padding item, never ranked), among the candidates `cands` gives it (the target always
+    /// one of them), writes `RANK_ROW` u32s at `out[r·RANK_ROW..]`:
+    /// - the target's 0-based rank: the candidates other than the target scoring ≥ its score
+    ///   (ties pessimistic, NaN below everything); a NaN target ranks after every candidate;
+    /// - the count of NaN scores among the candidates (target included);
+    /// - the top [`RANK_K`] candidate ids, by score descending, NaN last, ties by lower id;
+    ///   0 past the last when there are fewer candidates.
+    ///
+    /// A row whose target is 0 or ≥ vocab gets rank [`RANK_SKIPPED`], everything else 0.
+    fn rank(
+        &self,
+        scores: View<Self::Buf>,
+        vocab: usize,
+        targets: &Self::IBuf,
+        cands: Candidates<'_, Self::IBuf>,
+        out: &mut Self::IBuf,
     );
 }
 

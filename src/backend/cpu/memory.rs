@@ -74,6 +74,16 @@ impl<T: Real> Memory for Cpu<T> {
         };
         Pooled::new(raw, data.len(), &self.ints)
     }
+    fn alloc_u32(&self, len: usize) -> HostInts {
+        let raw = self.ints.take(len).unwrap_or_else(|| {
+            self.counters.allocation(4 * len);
+            vec![0; len]
+        });
+        Pooled::new(raw, len, &self.ints)
+    }
+    fn download_u32(&self, x: &HostInts) -> Vec<u32> {
+        x.to_vec()
+    }
     fn counts(&self) -> Counts {
         self.counters.snapshot()
     }

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod norm;
 pub mod optim;
 pub mod pointwise;
+pub mod rank;
 pub mod real;
 
 use super::pool::{Counters, Pool, Pooled};

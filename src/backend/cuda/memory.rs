@@ -41,6 +41,9 @@ impl Memory for Cuda {
         self.upload_into(data, &mut b);
         b
     }
+    fn alloc_u32(&self, len: usize) -> GpuInts {
+        self.alloc_ints(len)
+    }
     fn counts(&self) -> Counts {
         self.counters.snapshot()
     }
@@ -56,6 +59,22 @@ impl Memory for Cuda {
         // A device-to-pageable copy completes before returning (CUDA's documented behaviour),
         // but cudarc's guard for a Vec does not synchronise: make the sync point explicit, so
         // that it also surfaces any asynchronous kernel fault here with its message.
+        self.stream
+            .synchronize()
+            .unwrap_or_else(|e| panic!("cuda: a queued kernel failed: {e}"));
+        v
+    }
+    fn download_u32(&self, x: &GpuInts) -> Vec<u32> {
+        let len = x.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        self.counters.transfer();
+        let v = self
+            .stream
+            .clone_dtoh(&(**x).slice(0..len))
+            .unwrap_or_else(|e| panic!("cuda: download of {len} u32s failed: {e}"));
+        // As `download`: an explicit sync point, which also surfaces a queued kernel's fault.
         self.stream
             .synchronize()
             .unwrap_or_else(|e| panic!("cuda: a queued kernel failed: {e}"));

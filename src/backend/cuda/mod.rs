@@ -25,6 +25,7 @@ mod norm;
 mod optim;
 mod params;
 mod pointwise;
+mod rank;
 
 pub use device::{cuda_available, device_info};
 
