@@ -1,12 +1,15 @@
 //! `pasa kernels`: a model's learned position-space matrices (U and L, PARec's P, FPARec's
 //! A·Bᵀ) expanded from their parameters to dense n×n lower-triangular form [i][j] (query i,
-//! key j ≤ i), and written as CSV and as PNG heatmaps.
+//! key j ≤ i), and written as CSV, as PNG heatmaps and as distance profiles (t[δ] of a Toeplitz
+//! kernel, the diagonal means of a full matrix), with the shape of each profile
+//! ([`shape`]) for `pasa report`'s automatic description.
 
 use crate::backend::KernelKind;
 use crate::error::{Error, Result};
 use crate::heatmap;
 use crate::models::{Model, Positional};
 use crate::params::ParamSpec;
+use crate::plot::{self, Panel, Series};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -266,14 +269,235 @@ pub fn summary(e: &Exported) -> String {
     line
 }
 
-/// Write `<out>/<stem>.csv` and `<out>/<stem>.png` (cells `scale` px square); the two paths.
-pub fn write(out: &Path, e: &Exported, scale: usize) -> Result<[PathBuf; 2]> {
+/// The matrix by distance δ = i − j, δ = 0..n: a Toeplitz kernel's t[δ]; otherwise the mean
+/// of diagonal δ (what a full matrix does at each distance, averaged over the queries).
+pub fn profile(e: &Exported) -> Vec<f32> {
+    if let Some(t) = &e.by_distance {
+        return t.clone();
+    }
+    let n = e.matrix.n;
+    (0..n)
+        .map(|d| {
+            let sum: f64 = (d..n)
+                .filter_map(|i| e.matrix.get(i, i - d))
+                .map(f64::from)
+                .sum();
+            (sum / (n - d) as f64) as f32
+        })
+        .collect()
+}
+
+/// The parts of a matrix's name: (block, role, head), from its stem (`block1.L.h0` → block
+/// "1", role "L", head "0"; a shared kernel has no block, a single head no head).
+pub fn name_parts(stem: &str) -> (Option<&str>, &str, Option<&str>) {
+    let mut block = None;
+    let mut head = None;
+    let mut role = stem;
+    for part in stem.split('.') {
+        if let Some(b) = part.strip_prefix("block") {
+            block = Some(b);
+        } else if let Some(h) = part
+            .strip_prefix('h')
+            .filter(|h| h.parse::<usize>().is_ok())
+        {
+            head = Some(h);
+        } else {
+            role = part;
+        }
+    }
+    (block, role, head)
+}
+
+/// The title of a matrix's pictures: block, matrix, head, and what white (or the dashed line)
+/// stands for.
+pub fn title(e: &Exported) -> String {
+    let (block, _, head) = name_parts(&e.stem);
+    let block = block.map_or_else(|| "all blocks".to_string(), |b| format!("block {b}"));
+    let head = head.map_or_else(|| "all heads".to_string(), |h| format!("head {h}"));
+    format!("{block} · {} · {head} (init {})", e.what, e.centre)
+}
+
+/// The shape of a distance profile, computed from its values (the automatic description of
+/// `pasa report`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub min: f32,
+    pub max: f32,
+    /// max / min, when every value is positive.
+    pub spread: Option<f32>,
+    /// The distance δ ≥ 1 with the largest value, and that value over the median of the
+    /// profile (None for a profile of one value).
+    pub peak: Option<(usize, f32)>,
+    /// Share of Σ|t[δ]| at δ ≤ 2, and what a flat profile would have (3/len).
+    pub recency: f64,
+    pub flat_recency: f64,
+    /// One of "near-uniform", "recency-focused", "peak at δ = k", "broad", by [`shape`]'s rules.
+    pub label: String,
+}
+
+/// Distances that count as recent in [`Shape::recency`].
+pub const RECENT: usize = 2;
+
+/// The shape of `t` (a profile over δ = 0..len): min, max, spread, the largest δ ≥ 1, the share
+/// of the absolute mass at δ ≤ 2; labelled by these rules, in order:
+/// near-uniform when max − min ≤ 0.25·max|t| (for positive values: max/min ≤ 1.33);
+/// recency-focused when the largest value is at δ ≤ 2 and the recent share is at least twice
+/// the flat share; "peak at δ = k" when the largest value at δ ≥ 1 is at k > 2 and at least
+/// 1.25 × the median; broad otherwise.
+pub fn shape(t: &[f32]) -> Shape {
+    let finite: Vec<f32> = t.iter().copied().filter(|v| v.is_finite()).collect();
+    let min = finite.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = finite.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let spread = (min > 0.0).then(|| max / min);
+    let mut sorted = finite.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let argmax = |from: usize| {
+        (from..t.len())
+            .filter(|&d| t[d].is_finite())
+            .max_by(|&a, &b| t[a].total_cmp(&t[b]).then(b.cmp(&a)))
+    };
+    let peak = argmax(1).map(|d| {
+        (
+            d,
+            if median != 0.0 {
+                t[d] / median
+            } else {
+                f32::NAN
+            },
+        )
+    });
+    let abs: f64 = finite.iter().map(|v| v.abs() as f64).sum();
+    let recent: f64 = t
+        .iter()
+        .take(RECENT + 1)
+        .filter(|v| v.is_finite())
+        .map(|v| v.abs() as f64)
+        .sum();
+    let recency = if abs > 0.0 { recent / abs } else { 0.0 };
+    let flat_recency = (RECENT + 1).min(t.len()) as f64 / t.len().max(1) as f64;
+    let amp = max.abs().max(min.abs());
+    let label = if finite.is_empty() {
+        "no finite values".to_string()
+    } else if max - min <= 0.25 * amp {
+        "near-uniform".to_string()
+    } else if argmax(0).is_some_and(|d| d <= RECENT) && recency >= 2.0 * flat_recency {
+        "recency-focused".to_string()
+    } else {
+        match peak {
+            Some((d, r)) if d > RECENT && r >= 1.25 => format!("peak at δ = {d}"),
+            _ => "broad".to_string(),
+        }
+    };
+    Shape {
+        min,
+        max,
+        spread,
+        peak,
+        recency,
+        flat_recency,
+        label,
+    }
+}
+
+/// The distance-profile chart of one matrix.
+fn profile_panel(e: &Exported) -> Panel {
+    let kind = if e.by_distance.is_some() {
+        "t[δ]"
+    } else {
+        "mean of diagonal δ"
+    };
+    Panel {
+        title: format!("{} by distance: {kind}", e.stem),
+        x_desc: "distance δ = i − j".into(),
+        y_desc: kind.into(),
+        series: vec![Series {
+            label: e.stem.clone(),
+            points: profile(e)
+                .iter()
+                .enumerate()
+                .map(|(d, &v)| (d as f64, v as f64))
+                .collect(),
+        }],
+        reference: Some(e.centre as f64),
+    }
+}
+
+/// The distance-profile picture of one matrix.
+pub fn profile_figure(e: &Exported) -> Result<plot::Canvas> {
+    plot::figure(&title(e), &[profile_panel(e)])
+}
+
+/// Write `<out>/<stem>.csv`, the heatmap `<out>/<stem>.png` (cells `scale` px square) and the
+/// distance profile `<out>/<stem>.profile.png`; the three paths.
+pub fn write(out: &Path, e: &Exported, scale: usize) -> Result<[PathBuf; 3]> {
     let csv = out.join(format!("{}.csv", e.stem));
     let png = out.join(format!("{}.png", e.stem));
+    let prof = out.join(format!("{}.profile.png", e.stem));
     crate::checkpoint::write_atomic(&csv, e.matrix.to_csv().as_bytes())?;
     let n = e.matrix.n;
-    heatmap::write_png(&png, n, n, &e.matrix.cells, e.centre, scale)?;
-    Ok([csv, png])
+    heatmap::write_png(&png, &title(e), n, n, &e.matrix.cells, e.centre, scale)?;
+    profile_figure(e)?.save(&prof)?;
+    Ok([csv, png, prof])
+}
+
+/// Every matrix's distance profile in one picture, `<out>/profiles.png`: a chart per role (U,
+/// L, P), a line per block (and head); None when there is nothing to draw.
+pub fn write_profiles(out: &Path, all: &[Exported]) -> Result<Option<PathBuf>> {
+    let mut roles: Vec<&str> = vec![];
+    for e in all {
+        let role = name_parts(&e.stem).1;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Ok(None);
+    }
+    let panels: Vec<Panel> = roles
+        .iter()
+        .map(|&role| {
+            let of_role: Vec<&Exported> = all
+                .iter()
+                .filter(|e| name_parts(&e.stem).1 == role)
+                .collect();
+            let toeplitz = of_role.iter().all(|e| e.by_distance.is_some());
+            let y = if toeplitz {
+                "t[δ]"
+            } else {
+                "mean of diagonal δ"
+            };
+            Panel {
+                title: of_role[0].what.clone(),
+                x_desc: "distance δ = i − j".into(),
+                y_desc: y.into(),
+                series: of_role
+                    .iter()
+                    .map(|e| {
+                        let (b, _, h) = name_parts(&e.stem);
+                        let label = match (b, h) {
+                            (Some(b), Some(h)) => format!("block {b}, head {h}"),
+                            (Some(b), None) => format!("block {b}"),
+                            (None, Some(h)) => format!("shared, head {h}"),
+                            (None, None) => "shared".to_string(),
+                        };
+                        Series {
+                            label,
+                            points: profile(e)
+                                .iter()
+                                .enumerate()
+                                .map(|(d, &v)| (d as f64, v as f64))
+                                .collect(),
+                        }
+                    })
+                    .collect(),
+                reference: Some(of_role[0].centre as f64),
+            }
+        })
+        .collect();
+    let path = out.join("profiles.png");
+    plot::figure("distance profiles (dashed: initial value)", &panels)?.save(&path)?;
+    Ok(Some(path))
 }
 
 #[cfg(test)]
@@ -441,5 +665,38 @@ mod tests {
         assert_eq!((s.min, s.max), (1.0, 4.0));
         // Three 1s, two 2s, one 4.
         assert!((s.mean - 11.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn profiles_and_shapes() {
+        let t = expand_kernel(KernelKind::Toeplitz, 3, &[1.0, 2.0, 4.0]).unwrap();
+        let e = Exported {
+            stem: "block1.U.h0".into(),
+            what: "U, toeplitz".into(),
+            matrix: t,
+            centre: 1.0,
+            by_distance: Some(vec![1.0, 2.0, 4.0]),
+        };
+        assert_eq!(profile(&e), [1.0, 2.0, 4.0]);
+        assert_eq!(name_parts("block1.U.h0"), (Some("1"), "U", Some("0")));
+        assert_eq!(name_parts("L"), (None, "L", None));
+        assert_eq!(title(&e), "block 1 · U, toeplitz · head 0 (init 1)");
+        // A full matrix: diagonal means.
+        let f = Exported {
+            by_distance: None,
+            matrix: expand_kernel(KernelKind::Full, 2, &[1.0, 3.0, 2.0]).unwrap(),
+            ..e
+        };
+        assert_eq!(profile(&f), [1.5, 3.0]);
+
+        assert_eq!(shape(&[1.0, 1.1, 0.95, 1.0]).label, "near-uniform");
+        let s = shape(&[3.0, 2.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]);
+        assert_eq!(s.label, "recency-focused");
+        assert_eq!(s.spread, Some(6.0));
+        assert!((s.recency - 6.0 / 9.5).abs() < 1e-9 && (s.flat_recency - 0.3).abs() < 1e-12);
+        let s = shape(&[1.0, 0.5, 0.5, 0.5, 0.5, 2.0, 0.5, 0.5]);
+        assert_eq!(s.label, "peak at δ = 5");
+        assert_eq!(s.peak, Some((5, 4.0)));
+        assert_eq!(shape(&[1.0, 0.2, 0.4, 0.6, 0.8, 0.9]).label, "broad");
     }
 }

@@ -15,6 +15,7 @@ pub mod kernel_export;
 pub mod models;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod run;

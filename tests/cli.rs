@@ -435,8 +435,9 @@ fn kernels_export_csv_and_png() {
     ]);
     let (stdout, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    // 2 blocks × (U, L) × 2 heads, a CSV and a PNG each.
-    assert_eq!(stdout.matches("wrote ").count(), 16, "{stdout}");
+    // 2 blocks × (U, L) × 2 heads, a CSV, a heatmap and a profile each; then profiles.png.
+    assert_eq!(stdout.matches("wrote ").count(), 25, "{stdout}");
+    assert!(stdout.contains("profiles.png"), "{stdout}");
     assert!(stdout.contains("by distance"), "toeplitz U: {stdout}");
 
     let n = 6;
@@ -465,11 +466,20 @@ fn kernels_export_csv_and_png() {
                         assert_eq!(got.to_bits(), want.to_bits(), "{stem} [{i}][{j}]");
                     }
                 }
-                // Default scale: ceil(800 / 6) = 134 px per cell.
+                // Default scale: ceil(800 / 6) = 134 px per cell, in a frame (title, axes,
+                // colour bar): the cells where the layout puts them, grey above the diagonal.
                 let (w, hgt, px) = read_png(&out.join(format!("{stem}.png")));
-                assert_eq!((w, hgt), (6 * 134, 6 * 134), "{stem}");
-                let top_right = (w as usize - 1) * 3;
-                assert_eq!(px[top_right..top_right + 3], pasa::heatmap::NO_DATA);
+                let lay = pasa::heatmap::layout(6, 6, 134);
+                assert_eq!((w as usize, hgt as usize), (lay.width, lay.height), "{stem}");
+                let at = |i: usize, j: usize| {
+                    let (x, y) = (lay.x0 + j * 134 + 67, lay.y0 + i * 134 + 67);
+                    let o = (y * lay.width + x) * 3;
+                    [px[o], px[o + 1], px[o + 2]]
+                };
+                assert_eq!(at(0, 5), pasa::heatmap::NO_DATA, "{stem}");
+                assert_ne!(at(5, 0), pasa::heatmap::NO_DATA, "{stem}");
+                let (pw, ph, _) = read_png(&out.join(format!("{stem}.profile.png")));
+                assert!(pw > 400 && ph > 300, "{stem}: profile {pw}×{ph}");
             }
         }
     }
@@ -485,7 +495,8 @@ fn kernels_export_csv_and_png() {
     ]);
     assert!(o.status.success(), "{}", text(&o).1);
     let (w, h, _) = read_png(&run.join("kernels-last").join("block1.L.h1.png"));
-    assert_eq!((w, h), (12, 12));
+    let lay = pasa::heatmap::layout(6, 6, 2);
+    assert_eq!((w as usize, h as usize), (lay.width, lay.height));
 
     // A model without positional matrices says so and succeeds.
     let plain = dir.join("plain");

@@ -67,5 +67,8 @@ pub fn run(a: KernelsArgs) -> Result<()> {
             println!("  wrote {}", f.display());
         }
     }
+    if let Some(f) = kernel_export::write_profiles(&out, &mats)? {
+        println!("wrote {}", f.display());
+    }
     Ok(())
 }

@@ -37,7 +37,8 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a run directory or checkpoint on the held-out items.
     Eval(EvalArgs),
-    /// Export the learned positional matrices (U, L, learned P) as CSV and PNG heatmaps.
+    /// Export the learned positional matrices (U, L, learned P) as CSV, PNG heatmaps and
+    /// distance profiles.
     Kernels(KernelsArgs),
     /// Convert datasets and print their statistics.
     #[command(subcommand)]
