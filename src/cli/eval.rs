@@ -7,7 +7,7 @@ use crate::data::split::Split;
 use crate::data::Format;
 use crate::device::{Device, DeviceArg};
 use crate::error::{Error, Result};
-use crate::eval::Protocol;
+use crate::eval::{Metrics, Protocol};
 use crate::on_device;
 use crate::run::Loaded;
 use crate::score::{evaluate, Holdout};
@@ -64,55 +64,16 @@ impl EvalProtocol {
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
-    let Loaded {
-        path,
-        meta,
-        mut cfg,
-        model,
-        params: flat,
-    } = Loaded::open(&a.checkpoint, None)?;
+    let mut ck = Loaded::open(&a.checkpoint, None)?;
     let own_data = a.data.is_none();
     if let Some(p) = &a.data {
-        cfg.data.path = Some(p.clone());
-        cfg.data.format = a.format;
+        ck.cfg.data.path = Some(p.clone());
+        ck.cfg.data.format = a.format;
     } else if a.format != Format::Auto {
         return Err(Error::arg("--format", "needs --data"));
     }
-    let seqs = cfg.data.load().map_err(|e| {
-        if own_data {
-            e.note(format!("the data of {}'s configuration", path.display()))
-        } else {
-            e
-        }
-    })?;
-    if seqs.num_items != cfg.model.items {
-        return Err(Error::in_file(
-            &path,
-            format!(
-                "the checkpoint scores {} items but the data has {}",
-                cfg.model.items, seqs.num_items
-            ),
-        ));
-    }
-    train::check_window(cfg.model.n, &seqs)?;
-    let split = Split::new(&seqs).map_err(|e| e.note(super::train::data_name(&cfg.data)))?;
-    let dev = Device::pick(a.device)?;
-    dev.check_model(&cfg.model)?;
-    let protocols = a.protocol.protocols();
-    let seed = train::eval_seed(cfg.seed);
-    let ms = on_device!(&dev, |b| {
-        let params = b.upload(&flat);
-        evaluate(
-            b,
-            &model,
-            &params,
-            &split,
-            a.split,
-            &protocols,
-            cfg.eval_batch,
-            seed,
-        )
-    });
+    let (ms, _) = score(&ck, own_data, a.split, &a.protocol.protocols(), a.device)?;
+    let (path, meta) = (&ck.path, &ck.meta);
     if a.json {
         let v: Vec<_> = ms.iter().map(|m| m.to_json()).collect();
         let out = serde_json::json!({"checkpoint": path, "split": value_name(a.split), "epoch": meta["epoch"], "metrics": v});
@@ -129,4 +90,52 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ranks the held-out items (`split`) of the data of `ck`'s configuration under `protocols`
+/// with its parameters, on `device`: what `pasa eval` prints (`own_data`: the data is the
+/// run's own, which errors say). Also the name of the device it ran on.
+pub fn score(
+    ck: &Loaded,
+    own_data: bool,
+    split: Holdout,
+    protocols: &[Protocol],
+    device: DeviceArg,
+) -> Result<(Vec<Metrics>, String)> {
+    let cfg = &ck.cfg;
+    let seqs = cfg.data.load().map_err(|e| {
+        if own_data {
+            e.note(format!("the data of {}'s configuration", ck.path.display()))
+        } else {
+            e
+        }
+    })?;
+    if seqs.num_items != cfg.model.items {
+        return Err(Error::in_file(
+            &ck.path,
+            format!(
+                "the checkpoint scores {} items but the data has {}",
+                cfg.model.items, seqs.num_items
+            ),
+        ));
+    }
+    train::check_window(cfg.model.n, &seqs)?;
+    let data = Split::new(&seqs).map_err(|e| e.note(super::train::data_name(&cfg.data)))?;
+    let dev = Device::pick(device)?;
+    dev.check_model(&cfg.model)?;
+    let seed = train::eval_seed(cfg.seed);
+    Ok(on_device!(&dev, |b| {
+        let params = b.upload(&ck.params);
+        let ms = evaluate(
+            b,
+            &ck.model,
+            &params,
+            &data,
+            split,
+            protocols,
+            cfg.eval_batch,
+            seed,
+        );
+        (ms, b.name())
+    }))
 }

@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
 pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use kernels::KernelsArgs;
-pub use train::TrainArgs;
+pub use eval::score as eval_score;
+pub use train::{execute as train_execute, parse_args as train_parse_args, TrainArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,7 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// The name a flag takes for `v` (`toeplitz`, not `Toeplitz`).
-fn value_name(v: impl clap::ValueEnum) -> String {
+pub(crate) fn value_name(v: impl clap::ValueEnum) -> String {
     v.to_possible_value()
         .map(|v| v.get_name().to_string())
         .unwrap_or_default()

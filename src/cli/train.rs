@@ -53,6 +53,34 @@ pub(super) fn data_name(d: &DataConfig) -> String {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    execute(a, false)
+}
+
+/// `pasa train` as a command line would give it (`argv` without the program and command
+/// names): the arguments, or clap's message on one line.
+pub fn parse_args<I, S>(argv: I) -> std::result::Result<TrainArgs, String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    #[command(name = "pasa train", no_binary_name = true)]
+    struct TrainCommand {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    <TrainCommand as clap::Parser>::try_parse_from(argv)
+        .map(|c| c.args)
+        .map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("").trim();
+            first.strip_prefix("error: ").unwrap_or(first).to_string()
+        })
+}
+
+/// Everything `pasa train` does with its arguments; `quiet` leaves out the summary on stdout
+/// (`pasa sweep` prints its own line per run). Progress and notes go to stderr either way.
+pub fn execute(a: TrainArgs, quiet: bool) -> Result<()> {
     let Plan {
         mut cfg,
         run,
@@ -97,7 +125,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
 
     if let (Some(run), Some(r)) = (&run, &resume) {
         if r.trained_out(&cfg) && run.test().exists() {
-            print_finished(run, r, &cfg);
+            if !quiet {
+                print_finished(run, r, &cfg);
+            }
             return Ok(());
         }
     }
@@ -115,6 +145,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         run.0.display()
     );
     let out = on_device!(&dev, |b| train::train(b, &cfg, &split, &run, resume))?;
+    if quiet {
+        return Ok(());
+    }
     let mut secs = out.epoch_secs.clone();
     secs.sort_by(f64::total_cmp);
     let median = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
