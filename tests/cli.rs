@@ -470,7 +470,11 @@ fn kernels_export_csv_and_png() {
                 // colour bar): the cells where the layout puts them, grey above the diagonal.
                 let (w, hgt, px) = read_png(&out.join(format!("{stem}.png")));
                 let lay = pasa::heatmap::layout(6, 6, 134);
-                assert_eq!((w as usize, hgt as usize), (lay.width, lay.height), "{stem}");
+                assert_eq!(
+                    (w as usize, hgt as usize),
+                    (lay.width, lay.height),
+                    "{stem}"
+                );
                 let at = |i: usize, j: usize| {
                     let (x, y) = (lay.x0 + j * 134 + 67, lay.y0 + i * 134 + 67);
                     let o = (y * lay.width + x) * 3;
