@@ -17,9 +17,11 @@ pub mod optim;
 pub mod params;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod score;
+pub mod sweep;
 pub mod tape;
 pub mod train;
 

@@ -1,10 +1,12 @@
-//! The command line: `pasa train | eval | kernels | data | bench | info`, one module per
+//! The command line: `pasa train | eval | kernels | sweep | report | data | bench | info`, one module per
 //! command. Every command returns an [`Error`](crate::Error) for bad input; `main` prints it on
 //! one line and exits with status 2.
 
 mod bench;
 mod eval;
 mod kernels;
+mod report;
+mod sweep;
 mod train;
 
 use crate::backend::cpu::Cpu;
@@ -16,9 +18,11 @@ use crate::models::PRESETS;
 use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
+pub use eval::score as eval_score;
 pub use eval::EvalArgs;
 pub use kernels::KernelsArgs;
-pub use eval::score as eval_score;
+pub use report::ReportArgs;
+pub use sweep::SweepArgs;
 pub use train::{execute as train_execute, parse_args as train_parse_args, TrainArgs};
 
 #[derive(Debug, Parser)]
@@ -44,6 +48,11 @@ pub enum Command {
     /// Convert datasets and print their statistics.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run a grid of configurations × datasets × seeds, each a `pasa train` run in its own
+    /// directory; finished runs are skipped, interrupted ones resumed.
+    Sweep(SweepArgs),
+    /// Sum up the runs under one or more directories in a Markdown page with pictures.
+    Report(ReportArgs),
     /// Time the fused attention op and whole training steps on one device.
     Bench(BenchArgs),
     /// Print the build, the devices and the kernels present.
@@ -56,6 +65,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Kernels(a) => kernels::run(a),
         Command::Data(c) => crate::data::cli::run(c),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Info => {
             println!("pasa {}", env!("CARGO_PKG_VERSION"));
