@@ -35,6 +35,10 @@ fn main() {
         five_core_of_original_ml1m_is_ml1m_txt,
     ));
     trials.push(trial("ml1m_binary_round_trip", ml1m_binary_round_trip));
+    trials.push(trial(
+        "committed_grids_plan_on_the_datasets",
+        committed_grids_plan_on_the_datasets,
+    ));
     trials.push(Trial::test(
         "an_absent_folder_is_ignored_unless_required",
         an_absent_folder_is_ignored_unless_required,
@@ -217,4 +221,41 @@ fn ml1m_binary_round_trip(dir: &Path) {
     assert_eq!(back, s);
     assert_eq!(load(&bin, &auto()).unwrap(), s);
     std::fs::remove_file(&bin).unwrap();
+}
+
+/// The grids of experiments/ name files that are there and settings that build: `pasa sweep
+/// --dry-run` checks every run (its flags, its configuration, its data file) and lists them.
+/// The grids' data paths (../shared/datasets beside the repository) are pointed at the
+/// datasets folder in use.
+fn committed_grids_plan_on_the_datasets(dir: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = temp_path("grids");
+    std::fs::create_dir_all(&tmp).unwrap();
+    for (grid, runs, datasets) in [("cpu-ml100k", 40, 2), ("gpu", 120, 6)] {
+        let text =
+            std::fs::read_to_string(repo.join("experiments").join(format!("{grid}.toml"))).unwrap();
+        let text = text.replace("../../shared/datasets/", &format!("{}/", dir.display()));
+        let file = tmp.join(format!("{grid}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pasa"))
+            .args(["sweep", file.to_str().unwrap(), "--dry-run", "--root"])
+            .arg(tmp.join("runs"))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{grid}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.starts_with(&format!(
+                "sweep {}: {runs} runs ({datasets} datasets)",
+                file.display()
+            )),
+            "{out}"
+        );
+        assert_eq!(out.matches(": pasa train ").count(), runs, "{out}");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
 }
