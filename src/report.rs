@@ -449,7 +449,7 @@ pub fn report(o: &Options) -> Result<Vec<PathBuf>> {
          `{EXCLUDE_SEEN}`, `{COMMAND}` and best checkpoints); nothing in the tables is typed by \
          hand. Test metrics are those of the best validation epoch (validation NDCG@10, \
          early stopping), as the mean ± sample standard deviation over the seeds that \
-         finished (n); *full* ranks the held-out item against the whole catalogue, *excl. \
+         finished (*seeds*: how many); *full* ranks the held-out item against the whole catalogue, *excl. \
          seen* against the items the user has not seen (the same checkpoint, scored as \
          `pasa eval RUN --protocol exclude-seen` scores it). s/epoch is the median training \
          time of an epoch (validation not included), averaged over the seeds.\n"
@@ -558,7 +558,7 @@ pub fn report(o: &Options) -> Result<Vec<PathBuf>> {
         .unwrap();
         writeln!(
             md,
-            "| model | n | NDCG@10 full | HR@10 full | COV@10 full | NDCG@10 excl. seen | \
+            "| model | seeds | NDCG@10 full | HR@10 full | COV@10 full | NDCG@10 excl. seen | \
              HR@10 excl. seen | COV@10 excl. seen | best epoch | epochs | s/epoch | device |"
         )
         .unwrap();
