@@ -89,9 +89,10 @@ fn jsonl(path: &Path) -> Result<Vec<Value>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(Error::io(path, e)),
     };
-    text.lines()
+    // A run in progress may be writing its last line: only complete lines count.
+    text.split_inclusive('\n')
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+        .filter(|(_, l)| l.ends_with('\n') && !l.trim().is_empty())
         .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::at_line(path, i + 1, e)))
         .collect()
 }

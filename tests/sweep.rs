@@ -320,7 +320,9 @@ fn report_page_holds_the_runs_numbers_and_pictures() {
     let report = |out: &str| {
         let o = run(pasa(
             reference,
-            &["report", "runs", "--out", out, "--device", "cpu"],
+            &[
+                "report", "runs", "--out", out, "--notes", "notes.md", "--device", "cpu",
+            ],
         ));
         let (stdout, err) = text(&o);
         assert!(o.status.success(), "{stdout}\n{err}");
@@ -330,6 +332,11 @@ fn report_page_holds_the_runs_numbers_and_pictures() {
         );
         read(&reference.join(out))
     };
+    std::fs::write(
+        reference.join("notes.md"),
+        "Read me first.\n## synthetic\nBlock 0 is flat.\n",
+    )
+    .unwrap();
     let page = report("doc/RESULTS.md");
     // The rows: one per model, n = 2 seeds each, test metrics = the runs' test.json.
     let test = |r: &str| -> Value {
@@ -372,6 +379,14 @@ fn report_page_holds_the_runs_numbers_and_pictures() {
             && page.contains("| synthetic | `runs/synthetic` | 4 of 4 |")
     );
     assert!(page.contains("**Automatic description**"));
+    // Hand-written notes go where they belong, marked as such.
+    let intro = page
+        .find("Read me first.")
+        .expect("the introduction's note");
+    assert!(intro < page.find("## Where the runs ran").unwrap());
+    let note = page.find("Block 0 is flat.").expect("the dataset's note");
+    assert!(note > page.find("## synthetic").unwrap());
+    assert!(page.contains("(written by hand in `notes.md`)"));
     for stem in ["block0.U", "block0.L", "block1.U", "block1.L"] {
         assert!(page.contains(&format!("| {stem} (")), "{stem}");
         let heat = reference.join(format!("doc/results/synthetic/kernels/{stem}.png"));
