@@ -28,7 +28,7 @@
 
 use libtest_mimic::{Completion, Trial};
 use pasa::backend::cpu::Cpu;
-use pasa::backend::cuda::{cuda_available, Cuda};
+use pasa::backend::cuda::{cuda_available, Cuda, GpuBuf, GpuInts, Pinned};
 use pasa::backend::prelude::*;
 use pasa::backend::{
     Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
@@ -80,6 +80,14 @@ const TESTS: &[(&str, Test)] = &[
     (
         "training_run_on_cuda_tracks_cpu",
         training_run_on_cuda_tracks_cpu,
+    ),
+    (
+        "graph_capture_replays_launches_gemms_and_copies",
+        graph_capture_replays_launches_gemms_and_copies,
+    ),
+    (
+        "profile_and_nvtx_ranges_of_a_training_step",
+        profile_and_nvtx_ranges_of_a_training_step,
     ),
 ];
 
@@ -1280,5 +1288,187 @@ fn training_run_on_cuda_tracks_cpu(g: Cuda) {
                 e + 1
             );
         }
+    }
+}
+
+// ─── CUDA graphs, profiling and NVTX ────────────────────────────────────────────────────────
+
+/// The buffers of the captured work: inputs staged in pinned memory, device buffers taken
+/// before the capture.
+struct Staged {
+    xs: Pinned<f32>,
+    ids: Pinned<u32>,
+    x: GpuBuf,
+    id: GpuInts,
+    w: GpuBuf,
+    table: GpuBuf,
+    y: GpuBuf,
+    z: GpuBuf,
+    out: GpuBuf,
+    emb: GpuBuf,
+}
+
+const GM: usize = 6;
+const GK: usize = 5;
+const GN: usize = 7;
+const ROWS: usize = 9;
+const COLS: usize = 4;
+
+/// Copies in the inputs, then a fill, an axpy, a GEMM, a memset (a pooled zeroed buffer), a
+/// device-to-device copy and an embedding lookup. Returns the zeroed buffer, which must live
+/// as long as a graph of this work.
+fn staged_work(g: &Cuda, s: &mut Staged) -> GpuBuf {
+    g.copy_from_pinned(&s.xs, &mut s.x);
+    g.copy_from_pinned(&s.ids, &mut s.id);
+    g.fill(s.y.view_mut(), 1.0);
+    g.axpy(2.0, s.x.view(), s.y.view_mut());
+    g.gemm(
+        &Gemm::new(GM, GN, GK, false, false),
+        s.y.view(),
+        s.w.view(),
+        s.z.view_mut(),
+    );
+    let mut t = g.zeros(GM * GN);
+    g.axpy(1.0, s.z.view(), t.view_mut());
+    g.axpy(0.5, s.z.view(), t.view_mut());
+    g.copy(t.view(), s.out.view_mut());
+    g.embedding_fwd(s.table.view(), &s.id, COLS, 1.5, s.emb.view_mut());
+    t
+}
+
+fn set_inputs(s: &mut Staged, seed: u64) {
+    s.xs.as_mut_slice()
+        .copy_from_slice(&normals(seed, GM * GK, 1.0));
+    s.ids
+        .as_mut_slice()
+        .copy_from_slice(&ints(seed + 1, ROWS, ROWS));
+}
+
+fn results(g: &Cuda, s: &Staged) -> Vec<Vec<f32>> {
+    vec![dl(g, &s.y), dl(g, &s.z), dl(g, &s.out), dl(g, &s.emb)]
+}
+
+/// Launches, GEMMs, memsets and copies (pinned host to device, device to device) captured
+/// into a graph, then replayed with new inputs written into the pinned buffers between
+/// replays, give what the same work gives run directly; nothing runs at capture; a
+/// synchronising call inside a capture fails it and leaves the stream usable.
+fn graph_capture_replays_launches_gemms_and_copies(g: Cuda) {
+    let mut s = Staged {
+        xs: g.pinned(GM * GK).unwrap(),
+        ids: g.pinned(ROWS).unwrap(),
+        x: g.zeros(GM * GK),
+        id: g.upload_u32(&[0; ROWS]),
+        w: g.upload(&normals(7, GK * GN, 1.0)),
+        table: g.upload(&normals(8, ROWS * COLS, 1.0)),
+        y: g.zeros(GM * GK),
+        z: g.zeros(GM * GN),
+        out: g.zeros(GM * GN),
+        emb: g.zeros(ROWS * COLS),
+    };
+    // Run directly on two input sets, the zeroed temporary from the pool.
+    drop(g.zeros(GM * GN));
+    let mut direct = vec![];
+    for seed in [1, 2] {
+        set_inputs(&mut s, seed);
+        let before = g.counts();
+        drop(staged_work(&g, &mut s));
+        let c = g.counts().since(before);
+        assert_eq!(c.allocations, 0, "the work allocates nothing once warm");
+        direct.push((results(&g, &s), c));
+    }
+    let per_run = direct[0].1;
+
+    // Capture: nothing runs (the poisoned outputs stay NaN).
+    for b in [&mut s.y, &mut s.z, &mut s.out, &mut s.emb] {
+        g.fill(b.view_mut(), f32::NAN);
+    }
+    let (graph, zeroed) = g.capture(|| staged_work(&g, &mut s)).unwrap();
+    assert_eq!(
+        graph.launches() as u64,
+        per_run.launches + per_run.gemms,
+        "every launch and GEMM of the work is in the graph"
+    );
+    assert!(
+        results(&g, &s).iter().flatten().all(|v| v.is_nan()),
+        "captured work ran at capture"
+    );
+    graph.upload().unwrap();
+
+    // Replays: the inputs are read when the graph runs.
+    for (round, seed) in [1, 2, 1].into_iter().enumerate() {
+        set_inputs(&mut s, seed);
+        let before = g.counts();
+        graph.launch().unwrap();
+        assert_eq!(
+            g.counts().since(before).launches,
+            0,
+            "a replay is one graph launch, not kernel launches"
+        );
+        let got = results(&g, &s);
+        let want = &direct[seed as usize - 1].0;
+        for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            let (e, bound) = error(a, b, RED);
+            assert!(
+                e <= bound * 1e-2,
+                "replay {round} (inputs {seed}): output {i} differs by {e:.3e} from the direct run"
+            );
+        }
+    }
+    drop(graph);
+    drop(zeroed);
+
+    // A synchronising call inside a capture fails it; the stream works afterwards.
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        g.capture(|| g.synchronize())
+    }));
+    assert!(
+        matches!(failed, Err(_) | Ok(Err(_))),
+        "a synchronize inside a capture must fail it"
+    );
+    set_inputs(&mut s, 1);
+    drop(staged_work(&g, &mut s));
+    assert_eq!(
+        results(&g, &s),
+        direct[0].0,
+        "the stream after a failed capture"
+    );
+}
+
+/// The same ranges, as many times each, on the GPU as on the CPU, with times; NVTX ranges
+/// pushed when libnvToolsExt is present (the emulation's counts the depth).
+fn profile_and_nvtx_ranges_of_a_training_step(g: Cuda) {
+    use pasa::bench::cases::TrainCase;
+    fn profile<B: Backend>(b: &B) -> Vec<(&'static str, u64)> {
+        let mut cfg = small("pasa");
+        cfg.blocks = 1;
+        let mut t = TrainCase::new(b, cfg, 3, 5).unwrap();
+        t.step(b);
+        b.profile_start();
+        t.step(b);
+        t.step(b);
+        let p = b.profile_take();
+        assert!(b.profile_take().is_empty(), "taking a profile ends it");
+        let step = p.iter().find(|r| r.name == "step").expect("a step range");
+        assert!(step.total_ms > 0.0 && step.encloses);
+        let selves: f64 = p.iter().map(|r| r.self_ms).sum();
+        assert!((selves - step.total_ms).abs() <= 1e-3 * step.total_ms);
+        let mut calls: Vec<_> = p.iter().map(|r| (r.name, r.calls)).collect();
+        calls.sort();
+        calls
+    }
+    assert_eq!(profile(&g), profile(&Cpu::<f32>::new()));
+
+    if g.name().contains("pasa CPU emulation") {
+        assert!(
+            g.nvtx(),
+            "the emulation's libnvToolsExt.so (kernels/emu/build.sh) not found"
+        );
+        // The emulated NVTX returns the depth a push opens at: 1 inside our range.
+        g.range_push("outer");
+        assert_eq!(cudarc::nvtx::result::range_push("probe"), 1);
+        cudarc::nvtx::result::range_pop();
+        g.range_pop();
+        assert_eq!(cudarc::nvtx::result::range_push("probe"), 0);
+        cudarc::nvtx::result::range_pop();
     }
 }

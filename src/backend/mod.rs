@@ -26,6 +26,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod pool;
+pub mod profile;
 mod shape;
 mod view;
 
@@ -98,6 +99,17 @@ pub trait Memory {
     /// each push is matched by a [`Memory::range_pop`]. No-ops unless a backend implements them.
     fn range_push(&self, _name: &'static str) {}
     fn range_pop(&self) {}
+
+    /// Starts timing every range (from its push to its pop: wall clock on the CPU, CUDA events
+    /// on the GPU's stream), forgetting any earlier profile, until [`Memory::profile_take`].
+    /// Off unless started; a backend that cannot profile ignores it.
+    fn profile_start(&self) {}
+    /// Stops profiling and returns the time of every range closed since
+    /// [`Memory::profile_start`], one entry per name, longest total first (see
+    /// [`profile::RangeTime`]). Empty when profiling was not on or the backend cannot profile.
+    fn profile_take(&self) -> Vec<profile::RangeTime> {
+        Vec::new()
+    }
 }
 
 /// Matrix products and the bias ops around them.

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Time every named range (tape op, backward, optimiser) within the timed training steps:
+    /// CUDA events on the GPU, the wall clock on the CPU.
+    #[arg(long)]
+    pub profile: bool,
     /// Device to time
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -59,6 +63,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         models: a.models,
         warmup: a.warmup,
         iters: a.iters,
+        profile: a.profile,
     };
     plan.check()?;
     let dev = Device::pick(a.device)?;
@@ -73,7 +78,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         } else {
             println!("{}", bench::report::header(&device, &plan));
-            bench::run(b, &plan, |m| println!("{}", bench::report::row(m)))?;
+            bench::run(b, &plan, |m| println!("{}", bench::report::rows(m)))?;
         }
         Ok(())
     })
