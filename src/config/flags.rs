@@ -98,7 +98,7 @@ config_flags! {
     loss: LossKind => "model.loss", "--loss", default "ce",
         "Training loss";
     ce_chunk: usize => "model.ce_chunk", "--ce-chunk", default "sized from the catalogue",
-        "Rows per chunk of the cross-entropy loss, whose logits take chunk × (items + 1) floats; the default fills a per-device budget (CPU: 1 MiB of logits, GPU: 512 MiB), at least 64 rows";
+        "Rows per chunk of the cross-entropy loss, whose logits take chunk × (items + 1) floats; the default fills a per-device budget (CPU: 2 MiB of logits, GPU: 512 MiB), at least 64 rows";
     epochs: usize => "epochs", "--epochs", default "200",
         "Epochs to train in all (with --resume: the new total, counting the epochs done)";
     batch: usize => "batch", "--batch", default "128",
