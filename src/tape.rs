@@ -100,8 +100,10 @@ enum Op<B: Backend> {
     ClassifierCe {
         h: Tid,
         table: Tid,
+        /// Rows with a target: none, and there is no gradient.
+        count: usize,
         /// ∂(mean loss)/∂h (`[rows, d]`, 0 on rows without a target) and ∂/∂table, computed
-        /// in the forward; taken by the backward. None when no row has a target.
+        /// in the forward; taken by the backward.
         grads: Option<(B::Buf, B::Buf)>,
         out: Tid,
     },
@@ -501,6 +503,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             self.record(Op::ClassifierCe {
                 h,
                 table,
+                count,
                 grads: None,
                 out,
             });
@@ -559,6 +562,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         self.record(Op::ClassifierCe {
             h,
             table,
+            count,
             grads: dh.zip(dt),
             out,
         });
@@ -828,11 +832,16 @@ impl<'a, B: Backend> Tape<'a, B> {
                 self.acc(grads, pg, *l, dl);
             }
             Op::ClassifierCe {
-                h, table, grads: g, ..
+                h,
+                table,
+                count,
+                grads: g,
+                ..
             } => {
-                let Some((dh, dt)) = g.take() else {
+                if *count == 0 {
                     return; // no row had a target: no gradient
-                };
+                }
+                let (dh, dt) = g.take().expect("one backward per tape");
                 let g = self.scalar_grad(out, gv);
                 let scaled = |x: B::Buf| {
                     if g == 1.0 {

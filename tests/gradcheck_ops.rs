@@ -120,11 +120,11 @@ fn embedding_with_repeats_and_padding() {
 }
 
 /// The fused classifier loss through h and the table: rows without a target (gathered and
-/// scattered) and every row with one (no gather), chunks of 1 row, of 2 (not dividing the 3
-/// or 5 rows with a target), of all of them, and the default.
+/// scattered), every row with one (no gather) and none (loss 0, no gradient), chunks of 1
+/// row, of 2 (not dividing the 3 or 5 rows with a target), of all of them, and the default.
 #[test]
 fn classifier_cross_entropy_chunked_with_ignored_rows() {
-    for targets in [[2u32, 0, 6, 1, 0], [2, 3, 6, 1, 6]] {
+    for targets in [[2u32, 0, 6, 1, 0], [2, 3, 6, 1, 6], [0; 5]] {
         for chunk in [Some(1), Some(2), Some(5), None] {
             check(
                 &format!("classifier_cross_entropy targets {targets:?} chunk {chunk:?}"),
