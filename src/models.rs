@@ -72,6 +72,11 @@ pub struct ModelConfig {
     /// Each head its own kernels (else shared by the heads of a block).
     pub kernel_per_head: bool,
     pub loss: LossKind,
+    /// Rows per chunk of the fused classifier loss (CE); None sizes the chunk from the
+    /// catalogue and the device (`backend::ce_chunk_rows`). Changes memory, speed and the
+    /// rounding of the gradients, not the loss.
+    #[serde(default)]
+    pub ce_chunk: Option<usize>,
 }
 
 pub const PRESETS: [&str; 5] = ["sasrec", "rope", "parec", "fparec", "pasa"];
@@ -154,6 +159,7 @@ impl ModelConfig {
             kernel_shared: false,
             kernel_per_head: false,
             loss: LossKind::Ce,
+            ce_chunk: None,
         };
         match name {
             Preset::Sasrec => {}
@@ -206,6 +212,9 @@ impl ModelConfig {
                 "model.dropout",
                 format!("must be in [0, 1), not {}", self.dropout),
             );
+        }
+        if self.ce_chunk == Some(0) {
+            return bad("model.ce_chunk", "must be at least 1".into());
         }
         if self.scores == Scores::Factorised && self.rank == 0 {
             return bad("model.rank", "must be at least 1".into());
@@ -586,14 +595,15 @@ impl Model {
     pub fn loss<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch, seed: u64) -> Tid {
         let (h, _) = self.forward(tape, batch, true, seed);
         let table = self.item_table(tape);
-        let count = batch.targets.iter().filter(|&&t| t != 0).count();
-        let targets = tape.ints(&batch.targets);
         match self.cfg.loss {
             LossKind::Ce => {
-                let logits = self.tied_logits(tape, h, table, batch.targets.len());
-                tape.cross_entropy(logits, targets, count)
+                tape.classifier_cross_entropy(h, table, &batch.targets, self.cfg.ce_chunk)
             }
-            LossKind::Bce => tape.bce(h, table, targets, count, rng::derive(seed, u64::MAX)),
+            LossKind::Bce => {
+                let count = batch.targets.iter().filter(|&&t| t != 0).count();
+                let targets = tape.ints(&batch.targets);
+                tape.bce(h, table, targets, count, rng::derive(seed, u64::MAX))
+            }
         }
     }
 

@@ -13,8 +13,8 @@
 //! added by the op itself where it can (GEMM, layer norm), else moved in.
 
 use crate::backend::{
-    Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Dropout, Gemm, MixShape,
-    RowMask, View, ViewMut,
+    ce_chunk_rows, Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Dropout, Gemm,
+    MixShape, RowMask, View, ViewMut,
 };
 
 /// A tensor on the tape.
@@ -94,10 +94,14 @@ enum Op<B: Backend> {
         start: IntId,
         out: Tid,
     },
-    CrossEntropy {
-        logits: Tid,
-        /// ∂(mean loss)/∂logits, computed in the forward; taken by the backward.
-        dlogits: Option<B::Buf>,
+    ClassifierCe {
+        h: Tid,
+        table: Tid,
+        /// Rows with a target: none, and there is no gradient.
+        count: usize,
+        /// ∂(mean loss)/∂h (`[rows, d]`, 0 on rows without a target) and ∂/∂table, computed
+        /// in the forward; taken by the backward.
+        grads: Option<(B::Buf, B::Buf)>,
         out: Tid,
     },
     Bce {
@@ -124,7 +128,7 @@ impl<B: Backend> Op<B> {
             Op::Embedding { .. } => "embedding.bwd",
             Op::Attention { .. } => "attention.bwd",
             Op::Mix { .. } => "mix.bwd",
-            Op::CrossEntropy { .. } => "cross_entropy.bwd",
+            Op::ClassifierCe { .. } => "classifier_ce.bwd",
             Op::Bce { .. } => "bce.bwd",
         }
     }
@@ -452,35 +456,115 @@ impl<'a, B: Backend> Tape<'a, B> {
         out
     }
 
-    /// Mean softmax cross-entropy over the rows whose target is not 0 (`count` of them).
-    /// When recording, the gradient is computed in the same pass (the loss ends the tape).
-    pub fn cross_entropy(&mut self, logits: Tid, targets: IntId, count: usize) -> Tid {
-        let _range = Range::open(self.b, "cross_entropy");
-        let vocab = *self.shapes[logits].last().expect("logits are 2-D");
-        let rows = self.len(logits) / vocab;
-        let (mut loss, mut lse) = (self.b.alloc(rows), self.b.alloc(rows));
-        let ids = &self.ints[targets.0];
-        let dlogits = if self.record {
-            let mut d = self.b.alloc(self.len(logits));
-            let scale = 1.0 / count.max(1) as f32;
-            let (lv, ll, dv) = (loss.view_mut(), lse.view_mut(), d.view_mut());
-            self.b
-                .cross_entropy_fused(self.view(logits), ids, vocab, scale, lv, ll, dv);
-            Some(d)
+    /// Mean softmax cross-entropy of the tied classifier, logits = h·tableᵀ, over the rows of
+    /// `h` (`[rows, d]`) whose target is not 0; `table` is `[vocab, d]`, `targets` (on the
+    /// host) one per row. Column 0 is the padding item and never a class.
+    ///
+    /// Fused and chunked, so that the `[rows, vocab]` logits never exist: the rows with a
+    /// target are gathered (unless every row has one), then for each chunk of `chunk` of
+    /// them (None: [`ce_chunk_rows`] of the backend's budget) the logits are computed into
+    /// one reused `[chunk, vocab]` buffer, turned into their gradient in place
+    /// (`Loss::cross_entropy_in_place`), and, when recording, dH = dlogits·table and
+    /// dtable += dlogitsᵀ·H are taken from them at once (the loss ends the tape, so its
+    /// gradient scale is known). Rows without a target are never computed; their dH is 0.
+    pub fn classifier_cross_entropy(
+        &mut self,
+        h: Tid,
+        table: Tid,
+        targets: &[u32],
+        chunk: Option<usize>,
+    ) -> Tid {
+        let _range = Range::open(self.b, "classifier_ce");
+        let b = self.b;
+        let (vocab, d) = match self.shapes[table][..] {
+            [vocab, d] => (vocab, d),
+            _ => panic!("classifier_cross_entropy: the table is not 2-D"),
+        };
+        assert!(
+            vocab >= 2,
+            "classifier_cross_entropy: no class besides padding"
+        );
+        let rows = self.len(h) / d.max(1);
+        assert_eq!(
+            self.len(h),
+            rows * d,
+            "classifier_cross_entropy: h is not [rows, d]"
+        );
+        assert_eq!(
+            targets.len(),
+            rows,
+            "classifier_cross_entropy: one target per row"
+        );
+        let valid: Vec<u32> = (0..rows as u32)
+            .filter(|&r| targets[r as usize] != 0)
+            .collect();
+        let count = valid.len();
+        if count == 0 {
+            let out = self.push(b.zeros(1), vec![1]);
+            self.record(Op::ClassifierCe {
+                h,
+                table,
+                count,
+                grads: None,
+                out,
+            });
+            return out;
+        }
+        let chunk = ce_chunk_rows(chunk, b.ce_chunk_elements(), vocab).min(count);
+        let scale = 1.0 / count as f32;
+        let tc: Vec<u32> = valid.iter().map(|&r| targets[r as usize]).collect();
+        let tc = b.upload_u32(&tc);
+        // The rows with a target, gathered when some row has none.
+        let (ids, hc) = if count < rows {
+            let ids = b.upload_u32(&valid);
+            let mut hc = b.alloc(count * d);
+            b.embedding_fwd(self.view(h), &ids, d, 1.0, hc.view_mut());
+            (Some(ids), Some(hc))
         } else {
-            self.b.cross_entropy_fwd(
-                self.view(logits),
-                ids,
-                vocab,
-                loss.view_mut(),
-                lse.view_mut(),
-            );
-            None
+            (None, None)
+        };
+        let mut loss = b.alloc(count);
+        let mut work = b.alloc(chunk * vocab);
+        let mut dh = self.record.then(|| b.alloc(count * d));
+        let mut dt = self.record.then(|| b.alloc(vocab * d));
+        {
+            let hv = hc.as_ref().map_or_else(|| self.view(h), |x| x.view());
+            let tv = self.view(table);
+            for r0 in (0..count).step_by(chunk) {
+                let m = chunk.min(count - r0);
+                let hm = View {
+                    buf: hv.buf,
+                    off: hv.off + r0 * d,
+                    len: m * d,
+                };
+                let mut z = work.slice_mut(0, m * vocab);
+                b.gemm(&Gemm::new(m, vocab, d, false, true), hm, tv, z.rb());
+                b.cross_entropy_in_place(z, &tc, r0, vocab, scale, loss.slice_mut(r0, m));
+                if let (Some(dh), Some(dt)) = (&mut dh, &mut dt) {
+                    let z = work.slice(0, m * vocab);
+                    let dhm = dh.slice_mut(r0 * d, m * d);
+                    b.gemm(&Gemm::new(m, d, vocab, false, false), z, tv, dhm);
+                    let g = Gemm::new(vocab, d, m, true, false);
+                    let g = if r0 == 0 { g } else { g.accumulate() };
+                    b.gemm(&g, z, hm, dt.view_mut());
+                }
+            }
+        }
+        // dH back to the full rows, 0 where there is no target.
+        let dh = match (dh, &ids) {
+            (Some(dc), Some(ids)) => {
+                let mut full = b.zeros(rows * d);
+                b.embedding_bwd(ids, dc.view(), d, 1.0, full.view_mut());
+                Some(full)
+            }
+            (dh, _) => dh,
         };
         let out = self.mean_of(&loss, count);
-        self.record(Op::CrossEntropy {
-            logits,
-            dlogits,
+        self.record(Op::ClassifierCe {
+            h,
+            table,
+            count,
+            grads: dh.zip(dt),
             out,
         });
         out
@@ -640,7 +724,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             | Op::Embedding { out, .. }
             | Op::Attention { out, .. }
             | Op::Mix { out, .. }
-            | Op::CrossEntropy { out, .. }
+            | Op::ClassifierCe { out, .. }
             | Op::Bce { out, .. } => *out,
         };
         // An output nothing depended on has no gradient: nothing to propagate.
@@ -771,19 +855,29 @@ impl<'a, B: Backend> Tape<'a, B> {
                 self.acc(grads, pg, *v, dv);
                 self.acc(grads, pg, *l, dl);
             }
-            Op::CrossEntropy {
-                logits, dlogits, ..
+            Op::ClassifierCe {
+                h,
+                table,
+                count,
+                grads: g,
+                ..
             } => {
-                let d = dlogits.take().expect("one backward per tape");
+                if *count == 0 {
+                    return; // no row had a target: no gradient
+                }
+                let (dh, dt) = g.take().expect("one backward per tape");
                 let g = self.scalar_grad(out, gv);
-                let d = if g == 1.0 {
-                    d
-                } else {
-                    let mut scaled = self.b.zeros(self.len(*logits));
-                    b.axpy(g, d.view(), scaled.view_mut());
-                    scaled
+                let scaled = |x: B::Buf| {
+                    if g == 1.0 {
+                        x
+                    } else {
+                        let mut y = b.zeros(x.len());
+                        b.axpy(g, x.view(), y.view_mut());
+                        y
+                    }
                 };
-                self.acc(grads, pg, *logits, d);
+                self.acc(grads, pg, *h, scaled(dh));
+                self.acc(grads, pg, *table, scaled(dt));
             }
             Op::Bce {
                 h,

@@ -137,12 +137,20 @@ fn embedding_with_repeats_and_padding() {
     });
 }
 
+/// The fused classifier loss through h and the table: rows without a target (gathered and
+/// scattered), every row with one (no gather) and none (loss 0, no gradient), chunks of 1
+/// row, of 2 (not dividing the 3 or 5 rows with a target), of all of them, and the default.
 #[test]
-fn cross_entropy_with_ignored_rows() {
-    check("cross_entropy", &[("logits", &[4, 6])], &|t, p| {
-        let tg = t.ints(&[2, 0, 5, 1]);
-        t.cross_entropy(p[0], tg, 3)
-    });
+fn classifier_cross_entropy_chunked_with_ignored_rows() {
+    for targets in [[2u32, 0, 6, 1, 0], [2, 3, 6, 1, 6], [0; 5]] {
+        for chunk in [Some(1), Some(2), Some(5), None] {
+            check(
+                &format!("classifier_cross_entropy targets {targets:?} chunk {chunk:?}"),
+                &[("h", &[5, 3]), ("table", &[7, 3])],
+                &|t, p| t.classifier_cross_entropy(p[0], p[1], &targets, chunk),
+            );
+        }
+    }
 }
 
 #[test]

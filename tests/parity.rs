@@ -57,7 +57,8 @@ const TESTS: &[(&str, Test)] = &[
     ("activations_and_dropout", activations_and_dropout),
     ("row_mask_and_rope", row_mask_and_rope),
     ("embedding_and_bce", embedding_and_bce),
-    ("cross_entropy", cross_entropy),
+    ("cross_entropy_in_place", cross_entropy_in_place),
+    ("classifier_cross_entropy", classifier_cross_entropy),
     ("adam", adam),
     (
         "rank_every_protocol_and_odd_shapes",
@@ -697,30 +698,42 @@ struct Ce {
     vocab: usize,
 }
 
+/// The in-place kernel on a sub-range of rows: rows `first..first + rows` of the logits
+/// (the rest must stay as they were) with their targets at the same offset.
 fn ce_go<B: Backend>(b: &B, c: &Ce) -> Outs {
-    let rows = c.targets.len();
-    let z = b.upload(&c.logits);
+    let all = c.targets.len();
+    let first = all / 3;
+    let rows = all - first;
+    let mut z = b.upload(&c.logits);
     let t = b.upload_u32(&c.targets);
-    let (mut loss, mut lse) = (nan(b, rows), nan(b, rows));
-    b.cross_entropy_fwd(z.view(), &t, c.vocab, loss.view_mut(), lse.view_mut());
-    let mut dz = nan(b, rows * c.vocab);
-    b.cross_entropy_bwd(z.view(), lse.view(), &t, c.vocab, 0.1, dz.view_mut());
+    let mut loss = nan(b, rows);
+    b.cross_entropy_in_place(
+        z.slice_mut(first * c.vocab, rows * c.vocab),
+        &t,
+        first,
+        c.vocab,
+        0.1,
+        loss.view_mut(),
+    );
     vec![
         out("ce loss", dl(b, &loss), RED),
-        out("ce lse", dl(b, &lse), RED),
-        out("ce dlogits", dl(b, &dz), RED),
+        out("ce dlogits (in place)", dl(b, &z), RED),
     ]
 }
 
-fn cross_entropy(g: Cuda) {
+fn cross_entropy_in_place(g: Cuda) {
     for vocab in [2usize, 33, 1000, 4099] {
         for rows in [1usize, 7, 33, 200] {
             let seed = (vocab + rows * 7) as u64;
-            // About one target in four is 0 (ignored).
+            // About one target in four is 0 (ignored); one in the last column.
             let targets = ints(seed, rows, vocab)
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| if i % 4 == 3 { 0 } else { t.max(1) })
+                .map(|(i, t)| match i % 4 {
+                    3 => 0,
+                    2 if i == 2 => vocab as u32 - 1,
+                    _ => t.max(1),
+                })
                 .collect();
             let c = Ce {
                 logits: normals(seed + 1, rows * vocab, 3.0),
@@ -729,7 +742,7 @@ fn cross_entropy(g: Cuda) {
             };
             parity!(
                 &g,
-                format!("cross-entropy vocab {vocab} rows {rows}"),
+                format!("cross-entropy in place vocab {vocab} rows {rows}"),
                 ce_go,
                 &c
             );
@@ -769,6 +782,80 @@ fn rank_every_protocol_and_odd_shapes(g: Cuda) {
                 );
             }
         }
+    }
+}
+
+struct Classifier {
+    /// h `[rows, d]` then the table `[vocab, d]`, as one parameter buffer.
+    params: Vec<f32>,
+    targets: Vec<u32>,
+    rows: usize,
+    vocab: usize,
+    d: usize,
+    chunk: Option<usize>,
+}
+
+/// The fused classifier loss as a tape op: the loss and the gradients of h and the table.
+fn classifier_go<B: Backend>(b: &B, c: &Classifier) -> Outs {
+    let params = b.upload(&c.params);
+    let mut grads = b.zeros(c.params.len());
+    let mut tape = Tape::new(b, &params, true);
+    let h = tape.param(0, &[c.rows, c.d]);
+    let table = tape.param(c.rows * c.d, &[c.vocab, c.d]);
+    let loss = tape.classifier_cross_entropy(h, table, &c.targets, c.chunk);
+    let value = tape.to_host(loss);
+    tape.backward(loss, &mut grads);
+    drop(tape);
+    let g = dl(b, &grads);
+    let (dh, dt) = g.split_at(c.rows * c.d);
+    vec![
+        out("classifier loss", value, RED),
+        out("classifier dh", dh.to_vec(), RED),
+        out("classifier dtable", dt.to_vec(), RED),
+    ]
+}
+
+/// Odd shapes: a vocabulary that is not a multiple of the block (256), chunks that do not
+/// divide the rows, rows without a target (gathered and scattered), a single row, and the
+/// default chunk.
+fn classifier_cross_entropy(g: Cuda) {
+    for (rows, vocab, d, chunk) in [
+        (1usize, 2usize, 1usize, None),
+        (1, 300, 64, Some(1)),
+        (37, 1001, 50, Some(5)),
+        (37, 1001, 50, None),
+        (200, 4099, 64, Some(64)),
+        (256, 257, 8, Some(100)),
+    ] {
+        let seed = (rows * 31 + vocab + d) as u64;
+        let mut targets: Vec<u32> = ints(seed, rows, vocab)
+            .into_iter()
+            .map(|t| t.max(1))
+            .collect();
+        // Rows without a target, but not all (the one-row case keeps its target).
+        for r in (2..rows).step_by(3) {
+            targets[r] = 0;
+        }
+        let mut params = normals(seed + 1, rows * d, 1.0);
+        params.extend(normals(seed + 2, vocab * d, 0.5));
+        let c = Classifier {
+            params,
+            targets,
+            rows,
+            vocab,
+            d,
+            chunk,
+        };
+        let what = format!("classifier rows {rows} vocab {vocab} d {d} chunk {chunk:?}");
+        parity!(&g, what, classifier_go, &c);
+        // Every row with a target: no gather.
+        let all = Classifier {
+            targets: c.targets.iter().map(|&t| t.max(1)).collect(),
+            ..c
+        };
+        let what =
+            format!("classifier, every row a target, rows {rows} vocab {vocab} chunk {chunk:?}");
+        parity!(&g, what, classifier_go, &all);
     }
 }
 

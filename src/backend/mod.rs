@@ -293,49 +293,26 @@ pub trait Attention: Memory {
 
 /// The training losses.
 pub trait Loss: Memory {
-    /// Softmax cross-entropy per row of `[rows, vocab]` logits. Column 0 is the padding item
-    /// and never a class; a target of 0 is ignored (loss 0). Writes loss and lse per row.
-    fn cross_entropy_fwd(
-        &self,
-        logits: View<Self::Buf>,
-        targets: &Self::IBuf,
-        vocab: usize,
-        loss: ViewMut<Self::Buf>,
-        lse: ViewMut<Self::Buf>,
-    );
-    /// dlogits = scale·(softmax − onehot); column 0 and ignored rows get 0.
+    /// Softmax cross-entropy of `[rows, vocab]` logits (`vocab` ≥ 2), in place: writes each
+    /// row's loss lse − logit[target] into `loss` (`[rows]`) and overwrites the row with its
+    /// gradient scale·(softmax − onehot(target)). Row r's target is `targets[first + r]`.
+    /// Column 0 is the padding item and never a class (its gradient is 0); a row whose target
+    /// is 0 is ignored (loss 0, gradient 0). The fused classifier loss
+    /// (`Tape::classifier_cross_entropy`) runs it on each chunk of rows between its GEMMs.
     #[allow(clippy::too_many_arguments)]
-    fn cross_entropy_bwd(
+    fn cross_entropy_in_place(
         &self,
-        logits: View<Self::Buf>,
-        lse: View<Self::Buf>,
+        logits: ViewMut<Self::Buf>,
         targets: &Self::IBuf,
-        vocab: usize,
-        scale: f32,
-        dlogits: ViewMut<Self::Buf>,
-    );
-    /// Forward and backward at once (the loss is last on the tape, so its gradient scale is
-    /// known up front): loss and lse per row as `cross_entropy_fwd`, dlogits as
-    /// `cross_entropy_bwd`. Backends may fuse the two passes into one.
-    #[allow(clippy::too_many_arguments)]
-    fn cross_entropy_fused(
-        &self,
-        logits: View<Self::Buf>,
-        targets: &Self::IBuf,
+        first: usize,
         vocab: usize,
         scale: f32,
         loss: ViewMut<Self::Buf>,
-        mut lse: ViewMut<Self::Buf>,
-        dlogits: ViewMut<Self::Buf>,
-    ) {
-        self.cross_entropy_fwd(logits, targets, vocab, loss, lse.rb());
-        let lse = View {
-            buf: &*lse.buf,
-            off: lse.off,
-            len: lse.len,
-        };
-        self.cross_entropy_bwd(logits, lse, targets, vocab, scale, dlogits);
-    }
+    );
+    /// How many logits one chunk of the fused classifier loss should hold when no chunk is
+    /// set: the chunk has max(this / vocab, [`CE_MIN_CHUNK_ROWS`]) rows (see
+    /// [`ce_chunk_rows`]).
+    fn ce_chunk_elements(&self) -> usize;
     /// Binary cross-entropy of the target against one sampled negative per row:
     /// loss_r = −log σ(h_r·e_t) − log σ(−h_r·e_neg), neg drawn by [`sample_negative`]; ignored
     /// rows (target 0) give 0. h is `[rows, d]`, table `[vocab, d]`.
@@ -440,6 +417,21 @@ pub trait Rank: Memory {
         cands: Candidates<'_, Self::IBuf>,
         out: &mut Self::IBuf,
     );
+}
+
+/// The fewest rows a chunk of the fused classifier loss gets from its default size, however
+/// wide the catalogue: below this, the per-chunk costs (reading the item table in the two
+/// GEMMs that take it whole, and the table gradient's read-modify-write) outweigh the work.
+pub const CE_MIN_CHUNK_ROWS: usize = 64;
+
+/// Rows per chunk of the fused classifier loss over `vocab` columns: `set` when given (at
+/// least 1), else the backend's budget of [`Loss::ce_chunk_elements`] logits, at least
+/// [`CE_MIN_CHUNK_ROWS`] rows.
+pub fn ce_chunk_rows(set: Option<usize>, budget: usize, vocab: usize) -> usize {
+    match set {
+        Some(rows) => rows.max(1),
+        None => (budget / vocab.max(1)).max(CE_MIN_CHUNK_ROWS),
+    }
 }
 
 /// The negative item for row `r` of the BCE loss: uniform over 1..vocab, never the target

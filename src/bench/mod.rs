@@ -33,6 +33,9 @@ pub struct BenchShape {
     pub blocks: usize,
     pub heads: usize,
     pub items: usize,
+    /// Rows per chunk of the fused classifier loss (`--ce-chunk`); None sizes it from the
+    /// catalogue, as training does.
+    pub ce_chunk: Option<usize>,
 }
 
 impl Default for BenchShape {
@@ -44,6 +47,7 @@ impl Default for BenchShape {
             blocks: 2,
             heads: 1,
             items: 3416,
+            ce_chunk: None,
         }
     }
 }
@@ -89,6 +93,7 @@ impl BenchShape {
         c.d_ff = self.d;
         c.blocks = self.blocks;
         c.heads = self.heads;
+        c.ce_chunk = self.ce_chunk;
         c.validate()?;
         Ok(c)
     }
@@ -341,6 +346,7 @@ mod tests {
                 blocks: 1,
                 heads: 2,
                 items: 9,
+                ce_chunk: Some(4),
             },
             models: crate::models::PRESETS
                 .iter()
@@ -408,6 +414,9 @@ mod tests {
         let mut p = ok.clone();
         p.shape.n = 0;
         assert!(err(p).starts_with("--n:"));
+        let mut p = ok.clone();
+        p.shape.ce_chunk = Some(0);
+        assert!(err(p).starts_with("--ce-chunk:"));
         let mut p = ok.clone();
         p.models = vec!["bert".into()];
         assert!(err(p).starts_with("--model:"));

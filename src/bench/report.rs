@@ -11,7 +11,7 @@ pub fn header(device: &str, plan: &BenchPlan) -> String {
     let s = &plan.shape;
     format!(
         "device: {device}\n\
-         shape: batch {}, n {}, d {}, blocks {}, heads {} (dh {}), items {}; \
+         shape: batch {}, n {}, d {}, blocks {}, heads {} (dh {}), items {}, CE chunk {}; \
          {} warm-up + {} timed calls per case\n\n\
          {:<8} {:<14} {:>10} {:>10} {:>10}  throughput",
         s.batch,
@@ -21,6 +21,8 @@ pub fn header(device: &str, plan: &BenchPlan) -> String {
         s.heads,
         s.d / s.heads,
         s.items,
+        s.ce_chunk
+            .map_or("from the catalogue".to_string(), |r| format!("{r} rows")),
         plan.warmup,
         plan.iters,
         "model",

@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Catalogue size (the output layer's width).
     #[arg(long, default_value_t = BenchShape::default().items)]
     pub items: usize,
+    /// Rows per chunk of the cross-entropy loss [default: sized from the catalogue, as in
+    /// `pasa train`].
+    #[arg(long, value_name = "ROWS")]
+    pub ce_chunk: Option<usize>,
     /// Untimed calls of each case first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -59,6 +63,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             blocks: a.blocks,
             heads: a.heads,
             items: a.items,
+            ce_chunk: a.ce_chunk,
         },
         models: a.models,
         warmup: a.warmup,
