@@ -27,8 +27,8 @@ mod norm;
 mod optim;
 mod params;
 mod pointwise;
-mod rank;
 mod profile;
+mod rank;
 
 pub use device::{cuda_available, device_info};
 pub use graph::{Graph, Pinned};
