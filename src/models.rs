@@ -506,12 +506,16 @@ impl Model {
 
         for bp in &self.blocks {
             let h = tape.layernorm(x, pid(bp.ln1.0), pid(bp.ln1.1));
-            let lin = |tape: &mut Tape<B>, w: (ParamId, ParamId)| {
-                tape.linear(h, pid(w.0), Some(pid(w.1)))
+            // q, k and v in one batched product when the scores are content ones.
+            let (mut q, mut k, mut v) = match (bp.q, bp.k) {
+                (Some(wq), Some(wk)) => {
+                    let ws = [pid(wq.0), pid(wk.0), pid(bp.v.0)];
+                    let bs = [pid(wq.1), pid(wk.1), pid(bp.v.1)];
+                    let qkv = tape.linear_many(h, &ws, Some(&bs));
+                    (Some(qkv[0]), Some(qkv[1]), qkv[2])
+                }
+                _ => (None, None, tape.linear(h, pid(bp.v.0), Some(pid(bp.v.1)))),
             };
-            let mut q = bp.q.map(|w| lin(tape, w));
-            let mut k = bp.k.map(|w| lin(tape, w));
-            let mut v = lin(tape, bp.v);
             if c.scores == Scores::Rope {
                 q = q.map(|q| tape.rope(q, n, c.heads, c.dh()));
                 k = k.map(|k| tape.rope(k, n, c.heads, c.dh()));

@@ -68,6 +68,39 @@ fn linear_bias_and_residual() {
 const DROP: Dropout = Dropout { p: 0.3, seed: 99 };
 
 #[test]
+fn linear_many_batched_and_not() {
+    // Weights and biases interleaved as the models lay them out (evenly spaced): one batched
+    // product whose outputs are slices of one tensor; the gradient of a slice nothing used
+    // stays zero.
+    let shapes: &[(&str, &[usize])] = &[
+        ("x", &[6, 4]),
+        ("w0", &[4, 3]),
+        ("b0", &[3]),
+        ("w1", &[4, 3]),
+        ("b1", &[3]),
+        ("w2", &[4, 3]),
+        ("b2", &[3]),
+    ];
+    check("linear_many, evenly spaced", shapes, &|t, p| {
+        let ys = t.linear_many(p[0], &[p[1], p[3], p[5]], Some(&[p[2], p[4], p[6]]));
+        let a = t.residual(Some(ys[0]), ys[2], DROP, None);
+        t.residual(Some(a), ys[0], Dropout::NONE, None)
+    });
+    // Not evenly spaced (the biases first): one linear each.
+    let apart: &[(&str, &[usize])] = &[
+        ("x", &[6, 4]),
+        ("b0", &[3]),
+        ("b1", &[3]),
+        ("w0", &[4, 3]),
+        ("w1", &[4, 3]),
+    ];
+    check("linear_many, apart", apart, &|t, p| {
+        let ys = t.linear_many(p[0], &[p[3], p[4]], Some(&[p[1], p[2]]));
+        t.residual(Some(ys[0]), ys[1], Dropout::NONE, None)
+    });
+}
+
+#[test]
 fn layernorm() {
     check(
         "layernorm",

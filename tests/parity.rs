@@ -32,7 +32,7 @@ use pasa::backend::cuda::{cuda_available, Cuda, GpuBuf, GpuInts, Pinned};
 use pasa::backend::prelude::*;
 use pasa::backend::{
     Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
-    RowMask, ScoreSource, RANK_ROW,
+    RowMask, ScoreSource, Strided, RANK_ROW,
 };
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
 use pasa::rng::Rng;
@@ -417,14 +417,30 @@ const SHAPES: [(usize, usize); 10] = [
 fn bias_colsum_go<B: Backend>(b: &B, m: &Mat) -> Outs {
     let mut x = b.upload(&m.x);
     let bias = b.upload(&m.v);
-    b.bias_add(x.view_mut(), bias.view());
+    let one = Strided::one(m.cols);
+    b.bias_add(x.view_mut(), bias.view(), one);
     // col_sum accumulates: onto values already there.
     let mut s = b.upload(&m.v);
     let x0 = b.upload(&m.x);
-    b.col_sum(x0.view(), s.view_mut());
+    b.col_sum(x0.view(), s.view_mut(), one);
+    // Batched over two slabs (when the rows split evenly), biases `cols + 3` apart as between
+    // weights: the gaps stay untouched.
+    let two = Strided {
+        count: 2,
+        len: m.cols,
+        stride: m.cols + 3,
+    };
+    let (mut xb, mut sb) = (b.upload(&m.x), b.upload(&normals(3, two.span(), 1.0)));
+    let spaced = b.upload(&normals(4, two.span(), 1.0));
+    if m.rows.is_multiple_of(2) {
+        b.bias_add(xb.view_mut(), spaced.view(), two);
+        b.col_sum(x0.view(), sb.view_mut(), two);
+    }
     vec![
         out("bias_add", dl(b, &x), ELEM),
         out("col_sum", dl(b, &s), RED),
+        out("bias_add batched", dl(b, &xb), ELEM),
+        out("col_sum batched", dl(b, &sb), RED),
     ]
 }
 

@@ -115,11 +115,40 @@ pub trait Memory {
 /// Matrix products and the bias ops around them.
 pub trait Dense: Memory {
     fn gemm(&self, g: &Gemm, a: View<Self::Buf>, b: View<Self::Buf>, c: ViewMut<Self::Buf>);
-    /// x[r, c] += bias[c] for x of `[rows, bias.len]`.
-    fn bias_add(&self, x: ViewMut<Self::Buf>, bias: View<Self::Buf>);
-    /// out[c] += Σ_r x[r, c]; `out.len` columns (accumulates: bias gradients land straight in
-    /// the flat gradient buffer).
-    fn col_sum(&self, x: View<Self::Buf>, out: ViewMut<Self::Buf>);
+    /// x[i, r, c] += bias[i·stride + c] for x of `[s.count, rows, s.len]` (one bias per slab).
+    fn bias_add(&self, x: ViewMut<Self::Buf>, bias: View<Self::Buf>, s: Strided);
+    /// out[i·stride + c] += Σ_r x[i, r, c] for x of `[s.count, rows, s.len]` (accumulates: bias
+    /// gradients land straight in the flat gradient buffer).
+    fn col_sum(&self, x: View<Self::Buf>, out: ViewMut<Self::Buf>, s: Strided);
+}
+
+/// `count` vectors of `len` elements, `stride` elements apart in one buffer: the biases of the
+/// q, k and v projections of a block lie `d·d + d` apart, between their weights, so one launch
+/// serves the three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    pub count: usize,
+    pub len: usize,
+    pub stride: usize,
+}
+
+impl Strided {
+    /// A single vector of `len`.
+    pub fn one(len: usize) -> Self {
+        Strided {
+            count: 1,
+            len,
+            stride: len,
+        }
+    }
+    /// Elements a buffer must span to hold all the vectors.
+    pub fn span(&self) -> usize {
+        if self.count == 0 {
+            0
+        } else {
+            (self.count - 1) * self.stride + self.len
+        }
+    }
 }
 
 /// Layer normalisation.
