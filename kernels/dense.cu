@@ -6,7 +6,8 @@
 // LAUNCH CONTRACTS. No dynamic shared memory anywhere in this file.
 //
 // bias_add      flat (1-D grid-stride, block 256)
-//               (float* y, const float* bias, int rows, int cols)           y[r,c] += b[c]
+//               (float* y, const float* bias, int rows, int cols, size_t count, size_t stride)
+//               y: [count, rows, cols]; y[i,r,c] += bias[i·stride + c]
 // (column sums are a cuBLAS GEMM against a vector of ones: src/backend/cuda/dense.rs)
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -15,6 +16,8 @@
 using namespace pasa;
 
 // ─── bias: forward adds a row vector, backward is its column sum ────────────────────────────
-extern "C" __global__ void bias_add(float* y, const float* bias, int rows, int cols) {
-    GRID_STRIDE(e, (size_t)rows * cols) y[e] += bias[e % cols];
+extern "C" __global__ void bias_add(float* y, const float* bias, int rows, int cols,
+                                    size_t count, size_t stride) {
+    const size_t slab = (size_t)rows * cols;
+    GRID_STRIDE(e, count * slab) y[e] += bias[(e / slab) * stride + e % (size_t)cols];
 }

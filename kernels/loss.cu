@@ -5,14 +5,12 @@
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 // LAUNCH CONTRACTS (no dynamic shared memory anywhere in this file)
 //
-// cross_entropy_fwd grid (rows), block 256
-//               (const float* logits, const unsigned* targets, float* loss, float* lse,
-//                int rows, int vocab)
-//               logits [rows, vocab]; column 0 is the padding item and never a class
-// cross_entropy_bwd grid (rows), block 256
-//               (const float* logits, const unsigned* targets, const float* lse,
-//                float* dlogits, int rows, int vocab, float scale)
-//               dlogits = scale·(softmax − onehot); column 0 and ignored rows get 0
+// cross_entropy_in_place grid (rows), block 256
+//               (float* logits, const unsigned* targets, float* loss, int rows, int vocab,
+//                float scale)
+//               logits [rows, vocab], vocab ≥ 2; column 0 is the padding item and never a
+//               class. Writes loss[r] = lse_r − logits[r, t_r] and overwrites row r with
+//               scale·(softmax − onehot(t_r)) (column 0 and ignored rows get 0)
 // bce_fwd       grid (ceil(rows / 8)), block 256 (warp per row)
 //               (const float* h, const float* table, const unsigned* targets, float* loss,
 //                int rows, int d, int vocab, unsigned long long seed)
@@ -31,47 +29,36 @@
 using namespace pasa;
 
 // ─── softmax cross-entropy over the catalogue; column 0 (padding item) is never a class ─────
+// One block per row: the max, the sum of exponentials, then the gradient written over the
+// logits. Every thread reads the target's logit before the first barrier, so before any
+// thread overwrites it.
 extern "C" __global__ void __launch_bounds__(256)
-    cross_entropy_fwd(const float* logits, const unsigned* targets, float* loss, float* lse,
-                      int rows, int vocab) {
+    cross_entropy_in_place(float* logits, const unsigned* targets, float* loss, int rows,
+                           int vocab, float scale) {
     __shared__ float scratch[32];
     const int r = blockIdx.x;
     if (r >= rows) return;
     const unsigned t = targets[r];
-    if (t == 0) {  // ignored row (padding position): no loss, no work
-        if (threadIdx.x == 0) {
-            loss[r] = 0.0f;
-            lse[r] = 0.0f;
-        }
+    float* z = logits + (size_t)r * vocab;
+    if (t == 0) {  // ignored row (padding position): loss 0, gradient 0
+        for (int c = threadIdx.x; c < vocab; c += blockDim.x) z[c] = 0.0f;
+        if (threadIdx.x == 0) loss[r] = 0.0f;
         return;
     }
-    const float* z = logits + (size_t)r * vocab;
+    const float zt = z[t];
     float mx = -INFINITY;
     for (int c = 1 + threadIdx.x; c < vocab; c += blockDim.x) mx = fmaxf(mx, z[c]);
     mx = block_max(mx, scratch);
     float s = 0.0f;
     for (int c = 1 + threadIdx.x; c < vocab; c += blockDim.x) s += expf(z[c] - mx);
     s = block_sum(s, scratch);
-    if (threadIdx.x == 0) {
-        const float l = mx + logf(s);
-        lse[r] = l;
-        loss[r] = l - z[t];
-    }
-}
-
-// dlogits = (softmax − onehot(target)) · scale; column 0 and ignored rows get 0.
-extern "C" __global__ void __launch_bounds__(256)
-    cross_entropy_bwd(const float* logits, const unsigned* targets, const float* lse,
-                      float* dlogits, int rows, int vocab, float scale) {
-    const int r = blockIdx.x;
-    if (r >= rows) return;
-    const unsigned t = targets[r];
-    const size_t off = (size_t)r * vocab;
-    const float l = lse[r];
+    if (threadIdx.x == 0) loss[r] = mx + logf(s) - zt;
+    // Same arithmetic as the CPU: exp(z − max)·(scale/sum), then −scale at the target.
+    const float k = scale / s;
     for (int c = threadIdx.x; c < vocab; c += blockDim.x) {
         float g = 0.0f;
-        if (t != 0 && c != 0) g = (expf(logits[off + c] - l) - (c == (int)t ? 1.0f : 0.0f)) * scale;
-        dlogits[off + c] = g;
+        if (c != 0) g = expf(z[c] - mx) * k - (c == (int)t ? scale : 0.0f);
+        z[c] = g;
     }
 }
 

@@ -58,15 +58,7 @@ pub mod kernels {
         ),
         ("dense", &["bias_add"]),
         ("embedding", &["embedding_fwd", "embedding_bwd"]),
-        (
-            "loss",
-            &[
-                "cross_entropy_fwd",
-                "cross_entropy_bwd",
-                "bce_fwd",
-                "bce_bwd",
-            ],
-        ),
+        ("loss", &["cross_entropy_in_place", "bce_fwd", "bce_bwd"]),
         (
             "memory",
             &["fill_f32", "axpy_f32", "scale_f32", "sumsq", "sum_f32"],

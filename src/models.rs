@@ -72,6 +72,11 @@ pub struct ModelConfig {
     /// Each head its own kernels (else shared by the heads of a block).
     pub kernel_per_head: bool,
     pub loss: LossKind,
+    /// Rows per chunk of the fused classifier loss (CE); None sizes the chunk from the
+    /// catalogue and the device (`backend::ce_chunk_rows`). Changes memory, speed and the
+    /// rounding of the gradients, not the loss.
+    #[serde(default)]
+    pub ce_chunk: Option<usize>,
 }
 
 pub const PRESETS: [&str; 5] = ["sasrec", "rope", "parec", "fparec", "pasa"];
@@ -154,6 +159,7 @@ impl ModelConfig {
             kernel_shared: false,
             kernel_per_head: false,
             loss: LossKind::Ce,
+            ce_chunk: None,
         };
         match name {
             Preset::Sasrec => {}
@@ -206,6 +212,9 @@ impl ModelConfig {
                 "model.dropout",
                 format!("must be in [0, 1), not {}", self.dropout),
             );
+        }
+        if self.ce_chunk == Some(0) {
+            return bad("model.ce_chunk", "must be at least 1".into());
         }
         if self.scores == Scores::Factorised && self.rank == 0 {
             return bad("model.rank", "must be at least 1".into());
@@ -497,12 +506,16 @@ impl Model {
 
         for bp in &self.blocks {
             let h = tape.layernorm(x, pid(bp.ln1.0), pid(bp.ln1.1));
-            let lin = |tape: &mut Tape<B>, w: (ParamId, ParamId)| {
-                tape.linear(h, pid(w.0), Some(pid(w.1)))
+            // q, k and v in one batched product when the scores are content ones.
+            let (mut q, mut k, mut v) = match (bp.q, bp.k) {
+                (Some(wq), Some(wk)) => {
+                    let ws = [pid(wq.0), pid(wk.0), pid(bp.v.0)];
+                    let bs = [pid(wq.1), pid(wk.1), pid(bp.v.1)];
+                    let qkv = tape.linear_many(h, &ws, Some(&bs));
+                    (Some(qkv[0]), Some(qkv[1]), qkv[2])
+                }
+                _ => (None, None, tape.linear(h, pid(bp.v.0), Some(pid(bp.v.1)))),
             };
-            let mut q = bp.q.map(|w| lin(tape, w));
-            let mut k = bp.k.map(|w| lin(tape, w));
-            let mut v = lin(tape, bp.v);
             if c.scores == Scores::Rope {
                 q = q.map(|q| tape.rope(q, n, c.heads, c.dh()));
                 k = k.map(|k| tape.rope(k, n, c.heads, c.dh()));
@@ -586,14 +599,15 @@ impl Model {
     pub fn loss<B: Backend>(&self, tape: &mut Tape<B>, batch: &Batch, seed: u64) -> Tid {
         let (h, _) = self.forward(tape, batch, true, seed);
         let table = self.item_table(tape);
-        let count = batch.targets.iter().filter(|&&t| t != 0).count();
-        let targets = tape.ints(&batch.targets);
         match self.cfg.loss {
             LossKind::Ce => {
-                let logits = self.tied_logits(tape, h, table, batch.targets.len());
-                tape.cross_entropy(logits, targets, count)
+                tape.classifier_cross_entropy(h, table, &batch.targets, self.cfg.ce_chunk)
             }
-            LossKind::Bce => tape.bce(h, table, targets, count, rng::derive(seed, u64::MAX)),
+            LossKind::Bce => {
+                let count = batch.targets.iter().filter(|&&t| t != 0).count();
+                let targets = tape.ints(&batch.targets);
+                tape.bce(h, table, targets, count, rng::derive(seed, u64::MAX))
+            }
         }
     }
 

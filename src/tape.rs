@@ -13,9 +13,10 @@
 //! added by the op itself where it can (GEMM, layer norm), else moved in.
 
 use crate::backend::{
-    Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Dropout, Gemm, MixShape,
-    RowMask, View, ViewMut,
+    ce_chunk_rows, Activation, AttnGrads, AttnInputs, AttnShape, Backend, DeviceBuf, Dropout, Gemm,
+    MixShape, RowMask, Strided, View, ViewMut,
 };
+use std::cell::RefCell;
 
 /// A tensor on the tape.
 pub type Tid = usize;
@@ -31,6 +32,13 @@ enum Value<B: Backend> {
         off: usize,
         len: usize,
     },
+    /// `len` elements at `off` of the owned tensor `parent` (one output of an op that writes
+    /// several into one buffer); its gradient lives at the same place in the parent's.
+    Slice {
+        parent: Tid,
+        off: usize,
+        len: usize,
+    },
 }
 
 enum Op<B: Backend> {
@@ -43,6 +51,17 @@ enum Op<B: Backend> {
     /// out += bias in place (out is the tensor the bias was added to).
     AddBias {
         bias: Tid,
+        out: Tid,
+    },
+    /// out[i] = x·w_i + b_i for `s.count` weights `[inp, s.len]` (and biases) evenly spaced in
+    /// the parameters, `stride` apart, starting at parameters `w` (and `b`); out is
+    /// `[count, rows, s.len]`, its slabs the tape's slices.
+    LinearBatched {
+        x: Tid,
+        w: Tid,
+        b: Option<Tid>,
+        inp: usize,
+        s: Strided,
         out: Tid,
     },
     LayerNorm {
@@ -94,10 +113,14 @@ enum Op<B: Backend> {
         start: IntId,
         out: Tid,
     },
-    CrossEntropy {
-        logits: Tid,
-        /// ∂(mean loss)/∂logits, computed in the forward; taken by the backward.
-        dlogits: Option<B::Buf>,
+    ClassifierCe {
+        h: Tid,
+        table: Tid,
+        /// Rows with a target: none, and there is no gradient.
+        count: usize,
+        /// ∂(mean loss)/∂h (`[rows, d]`, 0 on rows without a target) and ∂/∂table, computed
+        /// in the forward; taken by the backward.
+        grads: Option<(B::Buf, B::Buf)>,
         out: Tid,
     },
     Bce {
@@ -117,6 +140,7 @@ impl<B: Backend> Op<B> {
         match self {
             Op::MatMul { .. } => "matmul.bwd",
             Op::AddBias { .. } => "add_bias.bwd",
+            Op::LinearBatched { .. } => "linear_batched.bwd",
             Op::LayerNorm { .. } => "layernorm.bwd",
             Op::Act { .. } => "act.bwd",
             Op::Residual { .. } => "residual.bwd",
@@ -124,7 +148,7 @@ impl<B: Backend> Op<B> {
             Op::Embedding { .. } => "embedding.bwd",
             Op::Attention { .. } => "attention.bwd",
             Op::Mix { .. } => "mix.bwd",
-            Op::CrossEntropy { .. } => "cross_entropy.bwd",
+            Op::ClassifierCe { .. } => "classifier_ce.bwd",
             Op::Bce { .. } => "bce.bwd",
         }
     }
@@ -169,6 +193,12 @@ pub struct Tape<'a, B: Backend> {
     /// A scalar gradient known on the host (the backward's seed of 1 at the loss), so the loss
     /// ops need not read their output gradient back from the device.
     host_grad: Option<(Tid, f32)>,
+    /// (parent, slice) of every slice tensor.
+    slices: Vec<(Tid, Tid)>,
+    /// During the backward: whether each slice's part of its parent's gradient has been
+    /// written (the parent's gradient is taken unfilled; a part never written is zeroed before
+    /// the parent's op reads it).
+    slice_written: RefCell<Vec<bool>>,
 }
 
 impl<'a, B: Backend> Tape<'a, B> {
@@ -183,6 +213,8 @@ impl<'a, B: Backend> Tape<'a, B> {
             ops: vec![],
             record,
             host_grad: None,
+            slices: vec![],
+            slice_written: RefCell::new(vec![]),
         }
     }
 
@@ -194,6 +226,18 @@ impl<'a, B: Backend> Tape<'a, B> {
         match &self.values[t] {
             Value::Owned(buf) => buf.view(),
             Value::Param { off, len } => self.params.slice(*off, *len),
+            Value::Slice { parent, off, len } => match &self.values[*parent] {
+                Value::Owned(buf) => buf.slice(*off, *len),
+                _ => unreachable!("a slice's parent is an owned tensor"),
+            },
+        }
+    }
+
+    /// The offset of parameter `t` in the flat buffer, if it is one.
+    fn param_off(&self, t: Tid) -> Option<usize> {
+        match self.values[t] {
+            Value::Param { off, .. } => Some(off),
+            _ => None,
         }
     }
 
@@ -279,14 +323,103 @@ impl<'a, B: Backend> Tape<'a, B> {
         let b = self.b;
         let bias_view = match &self.values[bias] {
             Value::Param { off, len } => self.params.slice(*off, *len),
-            Value::Owned(_) => panic!("add_bias: the bias must be a parameter"),
+            _ => panic!("add_bias: the bias must be a parameter"),
         };
+        let st = Strided::one(bias_view.len);
         match &mut self.values[x] {
-            Value::Owned(buf) => b.bias_add(buf.view_mut(), bias_view),
-            Value::Param { .. } => panic!("add_bias: a parameter cannot be changed in place"),
+            Value::Owned(buf) => b.bias_add(buf.view_mut(), bias_view, st),
+            _ => panic!("add_bias: only an op's own output can be changed in place"),
         }
         self.record(Op::AddBias { bias, out: x });
         x
+    }
+
+    /// x·w_i + b_i for several weights at once (the q, k and v projections of a block): one
+    /// batched GEMM and one bias pass when the weights (and the biases) are parameters of one
+    /// shape evenly spaced in the flat buffer, as the models lay them out; else one `linear`
+    /// each. Returns one tensor per weight.
+    pub fn linear_many(&mut self, x: Tid, ws: &[Tid], bs: Option<&[Tid]>) -> Vec<Tid> {
+        let Some(s) = self.even_spacing(ws, bs) else {
+            return (0..ws.len())
+                .map(|i| self.linear(x, ws[i], bs.map(|b| b[i])))
+                .collect();
+        };
+        let _range = Range::open(self.b, "linear_batched");
+        let inp = self.shapes[ws[0]][0];
+        let rows = self.len(x) / inp;
+        let b = self.b;
+        let slab = rows * s.len;
+        let mut out = b.alloc(s.count * slab);
+        let w_span = self.params.slice(
+            self.param_off(ws[0]).expect("checked"),
+            s.stride * (s.count - 1) + inp * s.len,
+        );
+        let g = Gemm::new(rows, s.len, inp, false, false).batched(s.count, 0, s.stride, slab);
+        b.gemm(&g, self.view(x), w_span, out.view_mut());
+        if let Some(bs) = bs {
+            let off = self.param_off(bs[0]).expect("checked");
+            b.bias_add(out.view_mut(), self.params.slice(off, s.span()), s);
+        }
+        let parent = self.push(out, vec![s.count, rows, s.len]);
+        self.record(Op::LinearBatched {
+            x,
+            w: ws[0],
+            b: bs.map(|b| b[0]),
+            inp,
+            s,
+            out: parent,
+        });
+        (0..s.count)
+            .map(|i| {
+                self.values.push(Value::Slice {
+                    parent,
+                    off: i * slab,
+                    len: slab,
+                });
+                self.shapes.push(vec![rows, s.len]);
+                let t = self.values.len() - 1;
+                self.slices.push((parent, t));
+                t
+            })
+            .collect()
+    }
+
+    /// The spacing of weights `ws` (and biases `bs`) when they are parameters of one shape,
+    /// `stride` apart in the flat buffer (the biases with the same stride).
+    fn even_spacing(&self, ws: &[Tid], bs: Option<&[Tid]>) -> Option<Strided> {
+        let offs: Vec<usize> = ws
+            .iter()
+            .map(|&w| self.param_off(w))
+            .collect::<Option<_>>()?;
+        if ws.len() < 2 || ws.iter().any(|&w| self.shapes[w] != self.shapes[ws[0]]) {
+            return None;
+        }
+        let stride = offs[1].checked_sub(offs[0])?;
+        let [inp, len] = self.shapes[ws[0]][..] else {
+            return None;
+        };
+        let even = |o: &[usize]| o.windows(2).all(|p| p[1] == p[0] + stride);
+        if stride < inp * len || !even(&offs) {
+            return None;
+        }
+        if let Some(bs) = bs {
+            let boffs: Vec<usize> = bs
+                .iter()
+                .map(|&b| self.param_off(b))
+                .collect::<Option<_>>()?;
+            let bias_ok = bs.len() == ws.len()
+                && bs.iter().all(|&b| self.len(b) == len)
+                && even(&boffs)
+                && stride >= len;
+            if !bias_ok {
+                return None;
+            }
+        }
+        Some(Strided {
+            count: ws.len(),
+            len,
+            stride,
+        })
     }
 
     pub fn layernorm(&mut self, x: Tid, gamma: Tid, beta: Tid) -> Tid {
@@ -452,35 +585,115 @@ impl<'a, B: Backend> Tape<'a, B> {
         out
     }
 
-    /// Mean softmax cross-entropy over the rows whose target is not 0 (`count` of them).
-    /// When recording, the gradient is computed in the same pass (the loss ends the tape).
-    pub fn cross_entropy(&mut self, logits: Tid, targets: IntId, count: usize) -> Tid {
-        let _range = Range::open(self.b, "cross_entropy");
-        let vocab = *self.shapes[logits].last().expect("logits are 2-D");
-        let rows = self.len(logits) / vocab;
-        let (mut loss, mut lse) = (self.b.alloc(rows), self.b.alloc(rows));
-        let ids = &self.ints[targets.0];
-        let dlogits = if self.record {
-            let mut d = self.b.alloc(self.len(logits));
-            let scale = 1.0 / count.max(1) as f32;
-            let (lv, ll, dv) = (loss.view_mut(), lse.view_mut(), d.view_mut());
-            self.b
-                .cross_entropy_fused(self.view(logits), ids, vocab, scale, lv, ll, dv);
-            Some(d)
+    /// Mean softmax cross-entropy of the tied classifier, logits = h·tableᵀ, over the rows of
+    /// `h` (`[rows, d]`) whose target is not 0; `table` is `[vocab, d]`, `targets` (on the
+    /// host) one per row. Column 0 is the padding item and never a class.
+    ///
+    /// Fused and chunked, so that the `[rows, vocab]` logits never exist: the rows with a
+    /// target are gathered (unless every row has one), then for each chunk of `chunk` of
+    /// them (None: [`ce_chunk_rows`] of the backend's budget) the logits are computed into
+    /// one reused `[chunk, vocab]` buffer, turned into their gradient in place
+    /// (`Loss::cross_entropy_in_place`), and, when recording, dH = dlogits·table and
+    /// dtable += dlogitsᵀ·H are taken from them at once (the loss ends the tape, so its
+    /// gradient scale is known). Rows without a target are never computed; their dH is 0.
+    pub fn classifier_cross_entropy(
+        &mut self,
+        h: Tid,
+        table: Tid,
+        targets: &[u32],
+        chunk: Option<usize>,
+    ) -> Tid {
+        let _range = Range::open(self.b, "classifier_ce");
+        let b = self.b;
+        let (vocab, d) = match self.shapes[table][..] {
+            [vocab, d] => (vocab, d),
+            _ => panic!("classifier_cross_entropy: the table is not 2-D"),
+        };
+        assert!(
+            vocab >= 2,
+            "classifier_cross_entropy: no class besides padding"
+        );
+        let rows = self.len(h) / d.max(1);
+        assert_eq!(
+            self.len(h),
+            rows * d,
+            "classifier_cross_entropy: h is not [rows, d]"
+        );
+        assert_eq!(
+            targets.len(),
+            rows,
+            "classifier_cross_entropy: one target per row"
+        );
+        let valid: Vec<u32> = (0..rows as u32)
+            .filter(|&r| targets[r as usize] != 0)
+            .collect();
+        let count = valid.len();
+        if count == 0 {
+            let out = self.push(b.zeros(1), vec![1]);
+            self.record(Op::ClassifierCe {
+                h,
+                table,
+                count,
+                grads: None,
+                out,
+            });
+            return out;
+        }
+        let chunk = ce_chunk_rows(chunk, b.ce_chunk_elements(), vocab).min(count);
+        let scale = 1.0 / count as f32;
+        let tc: Vec<u32> = valid.iter().map(|&r| targets[r as usize]).collect();
+        let tc = b.upload_u32(&tc);
+        // The rows with a target, gathered when some row has none.
+        let (ids, hc) = if count < rows {
+            let ids = b.upload_u32(&valid);
+            let mut hc = b.alloc(count * d);
+            b.embedding_fwd(self.view(h), &ids, d, 1.0, hc.view_mut());
+            (Some(ids), Some(hc))
         } else {
-            self.b.cross_entropy_fwd(
-                self.view(logits),
-                ids,
-                vocab,
-                loss.view_mut(),
-                lse.view_mut(),
-            );
-            None
+            (None, None)
+        };
+        let mut loss = b.alloc(count);
+        let mut work = b.alloc(chunk * vocab);
+        let mut dh = self.record.then(|| b.alloc(count * d));
+        let mut dt = self.record.then(|| b.alloc(vocab * d));
+        {
+            let hv = hc.as_ref().map_or_else(|| self.view(h), |x| x.view());
+            let tv = self.view(table);
+            for r0 in (0..count).step_by(chunk) {
+                let m = chunk.min(count - r0);
+                let hm = View {
+                    buf: hv.buf,
+                    off: hv.off + r0 * d,
+                    len: m * d,
+                };
+                let mut z = work.slice_mut(0, m * vocab);
+                b.gemm(&Gemm::new(m, vocab, d, false, true), hm, tv, z.rb());
+                b.cross_entropy_in_place(z, &tc, r0, vocab, scale, loss.slice_mut(r0, m));
+                if let (Some(dh), Some(dt)) = (&mut dh, &mut dt) {
+                    let z = work.slice(0, m * vocab);
+                    let dhm = dh.slice_mut(r0 * d, m * d);
+                    b.gemm(&Gemm::new(m, d, vocab, false, false), z, tv, dhm);
+                    let g = Gemm::new(vocab, d, m, true, false);
+                    let g = if r0 == 0 { g } else { g.accumulate() };
+                    b.gemm(&g, z, hm, dt.view_mut());
+                }
+            }
+        }
+        // dH back to the full rows, 0 where there is no target.
+        let dh = match (dh, &ids) {
+            (Some(dc), Some(ids)) => {
+                let mut full = b.zeros(rows * d);
+                b.embedding_bwd(ids, dc.view(), d, 1.0, full.view_mut());
+                Some(full)
+            }
+            (dh, _) => dh,
         };
         let out = self.mean_of(&loss, count);
-        self.record(Op::CrossEntropy {
-            logits,
-            dlogits,
+        self.record(Op::ClassifierCe {
+            h,
+            table,
+            count,
+            grads: dh.zip(dt),
             out,
         });
         out
@@ -516,7 +729,7 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// Σ rows / count as a one-element tensor, kept on the device in its own precision.
     fn mean_of(&mut self, rows: &B::Buf, count: usize) -> Tid {
         let mut sum = self.b.zeros(1);
-        self.b.col_sum(rows.view(), sum.view_mut());
+        self.b.col_sum(rows.view(), sum.view_mut(), Strided::one(1));
         let mut mean = self.b.zeros(1);
         self.b
             .axpy(1.0 / count.max(1) as f32, sum.view(), mean.view_mut());
@@ -548,6 +761,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             "backward seed has the wrong length"
         );
         let mut grads: Vec<Option<B::Buf>> = (0..self.values.len()).map(|_| None).collect();
+        *self.slice_written.borrow_mut() = vec![false; self.values.len()];
         grads[out] = Some(seed);
         let mut ops = std::mem::take(&mut self.ops);
         for op in ops.iter_mut().rev() {
@@ -559,29 +773,25 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// Add `g` into the gradient of `t`: moved in when `t` has none yet.
     fn acc(&self, grads: &mut [Option<B::Buf>], pgrads: &mut B::Buf, t: Tid, g: B::Buf) {
         match &self.values[t] {
-            Value::Param { .. } => self.acc_view(grads, pgrads, t, g.view()),
             Value::Owned(_) => match &mut grads[t] {
                 Some(acc) => self.b.axpy(1.0, g.view(), acc.view_mut()),
                 slot => *slot = Some(g),
             },
+            _ => self.acc_view(grads, pgrads, t, g.view()),
         }
     }
 
     /// Add the view `g` into the gradient of `t`.
     fn acc_view(&self, grads: &mut [Option<B::Buf>], pg: &mut B::Buf, t: Tid, g: View<B::Buf>) {
-        match &self.values[t] {
-            Value::Param { off, len } => self.b.axpy(1.0, g, pg.slice_mut(*off, *len)),
-            Value::Owned(_) => match &mut grads[t] {
-                Some(acc) => self.b.axpy(1.0, g, acc.view_mut()),
-                slot => {
-                    let mut fresh = self.b.alloc(g.len);
-                    self.b.copy(g, fresh.view_mut());
-                    *slot = Some(fresh);
-                }
-            },
-        }
+        let b = self.b;
+        self.write_grad(grads, pg, t, false, |dst, accumulate| {
+            if accumulate {
+                b.axpy(1.0, g, dst)
+            } else {
+                b.copy(g, dst)
+            }
+        });
     }
-
     /// The gradient of scalar `t`, from the host when known there (no device sync).
     fn scalar_grad(&self, t: Tid, g: View<B::Buf>) -> f32 {
         match self.host_grad {
@@ -593,7 +803,8 @@ impl<'a, B: Backend> Tape<'a, B> {
     /// Where an op writes the gradient of `t` when it is its only gradient output: a
     /// parameter's slice of the flat gradient buffer, or the gradient `t` already has (both
     /// accumulated into), or a fresh buffer (overwritten, or zero-filled first when the op can
-    /// only accumulate: `zero_fresh`). Finish with [`Self::put`].
+    /// only accumulate: `zero_fresh`), or a slice's part of its parent's gradient (accumulated
+    /// into once written).
     fn dest(&self, grads: &mut [Option<B::Buf>], t: Tid, zero_fresh: bool) -> Dest<B::Buf> {
         match &self.values[t] {
             Value::Param { off, len } => Dest::Param(*off, *len),
@@ -602,6 +813,18 @@ impl<'a, B: Backend> Tape<'a, B> {
                 None if zero_fresh => Dest::Held(self.b.zeros(self.len(t)), true),
                 None => Dest::Held(self.b.alloc(self.len(t)), false),
             },
+            Value::Slice { parent, off, len } => {
+                if grads[*parent].is_none() {
+                    grads[*parent] = Some(self.b.alloc(self.len(*parent)));
+                }
+                let written = self.slice_written.borrow()[t];
+                if !written && zero_fresh {
+                    let g = grads[*parent].as_mut().expect("allocated above");
+                    self.b.fill(g.slice_mut(*off, *len), 0.0);
+                }
+                self.slice_written.borrow_mut()[t] = true;
+                Dest::Slice(*parent, *off, *len, written || zero_fresh)
+            }
         }
     }
 
@@ -620,6 +843,25 @@ impl<'a, B: Backend> Tape<'a, B> {
                 write(g.view_mut(), accumulate);
                 grads[t] = Some(g);
             }
+            Dest::Slice(parent, off, len, accumulate) => {
+                let g = grads[parent].as_mut().expect("dest allocates it");
+                write(g.slice_mut(off, len), accumulate);
+            }
+        }
+    }
+
+    /// Zeroes the parts of `parent`'s gradient that none of its slices wrote, before the op
+    /// that made `parent` reads the whole of it.
+    fn zero_unwritten_slices(&self, grads: &mut [Option<B::Buf>], parent: Tid) {
+        let Some(g) = grads[parent].as_mut() else {
+            return;
+        };
+        for &(p, t) in &self.slices {
+            if p == parent && !self.slice_written.borrow()[t] {
+                if let Value::Slice { off, len, .. } = self.values[t] {
+                    self.b.fill(g.slice_mut(off, len), 0.0);
+                }
+            }
         }
     }
 
@@ -633,6 +875,7 @@ impl<'a, B: Backend> Tape<'a, B> {
         let out = match op {
             Op::MatMul { out, .. }
             | Op::AddBias { out, .. }
+            | Op::LinearBatched { out, .. }
             | Op::LayerNorm { out, .. }
             | Op::Act { out, .. }
             | Op::Residual { out, .. }
@@ -640,9 +883,10 @@ impl<'a, B: Backend> Tape<'a, B> {
             | Op::Embedding { out, .. }
             | Op::Attention { out, .. }
             | Op::Mix { out, .. }
-            | Op::CrossEntropy { out, .. }
+            | Op::ClassifierCe { out, .. }
             | Op::Bce { out, .. } => *out,
         };
+        self.zero_unwritten_slices(grads, out);
         // An output nothing depended on has no gradient: nothing to propagate.
         let Some(gout) = grads[out].take() else {
             return;
@@ -665,9 +909,43 @@ impl<'a, B: Backend> Tape<'a, B> {
                 }
             }
             Op::AddBias { bias, out } => {
-                self.write_grad(grads, pg, *bias, true, |dst, _| b.col_sum(gv, dst));
+                let st = Strided::one(self.len(*bias));
+                self.write_grad(grads, pg, *bias, true, |dst, _| b.col_sum(gv, dst, st));
                 // In place: the tensor the bias was added to has the same gradient.
                 grads[*out] = Some(gout);
+            }
+            Op::LinearBatched {
+                x,
+                w,
+                b: bias,
+                inp,
+                s,
+                ..
+            } => {
+                let (x, s, inp) = (*x, *s, *inp);
+                let rows = self.len(x) / inp;
+                let slab = rows * s.len;
+                let w_off = self.param_off(*w).expect("weights are parameters");
+                let w_span = s.stride * (s.count - 1) + inp * s.len;
+                // dW_i += xᵀ·dY_i, one batched GEMM straight into the gradient buffer.
+                let dw = Gemm::new(inp, s.len, rows, true, false)
+                    .accumulate()
+                    .batched(s.count, 0, slab, s.stride);
+                b.gemm(&dw, self.view(x), gv, pg.slice_mut(w_off, w_span));
+                if let Some(bias) = bias {
+                    let off = self.param_off(*bias).expect("biases are parameters");
+                    b.col_sum(gv, pg.slice_mut(off, s.span()), s);
+                }
+                // dx (+)= Σ_i dY_i·W_iᵀ (the batches sum into one output, in order).
+                let wv = self.params.slice(w_off, w_span);
+                self.write_grad(grads, pg, x, false, |dx, accumulate| {
+                    let mut g = Gemm::new(rows, inp, s.len, false, true)
+                        .batched(s.count, slab, s.stride, 0);
+                    if accumulate {
+                        g.beta = 1.0;
+                    }
+                    b.gemm(&g, gv, wv, dx);
+                });
             }
             Op::LayerNorm {
                 x,
@@ -771,19 +1049,29 @@ impl<'a, B: Backend> Tape<'a, B> {
                 self.acc(grads, pg, *v, dv);
                 self.acc(grads, pg, *l, dl);
             }
-            Op::CrossEntropy {
-                logits, dlogits, ..
+            Op::ClassifierCe {
+                h,
+                table,
+                count,
+                grads: g,
+                ..
             } => {
-                let d = dlogits.take().expect("one backward per tape");
+                if *count == 0 {
+                    return; // no row had a target: no gradient
+                }
+                let (dh, dt) = g.take().expect("one backward per tape");
                 let g = self.scalar_grad(out, gv);
-                let d = if g == 1.0 {
-                    d
-                } else {
-                    let mut scaled = self.b.zeros(self.len(*logits));
-                    b.axpy(g, d.view(), scaled.view_mut());
-                    scaled
+                let scaled = |x: B::Buf| {
+                    if g == 1.0 {
+                        x
+                    } else {
+                        let mut y = b.zeros(x.len());
+                        b.axpy(g, x.view(), y.view_mut());
+                        y
+                    }
                 };
-                self.acc(grads, pg, *logits, d);
+                self.acc(grads, pg, *h, scaled(dh));
+                self.acc(grads, pg, *table, scaled(dt));
             }
             Op::Bce {
                 h,
@@ -822,9 +1110,10 @@ impl<'a, B: Backend> Tape<'a, B> {
         let cols = self.len(gamma);
         let (xv, gammav) = (self.view(x), self.view(gamma));
         // x's gradient: held here (it is not a parameter in any model; if it is, a temporary).
-        let (mut dx, accumulate_dx) = match self.dest(grads, x, false) {
-            Dest::Held(g, accumulate) => (g, accumulate),
-            Dest::Param(..) => (self.fresh_like(x), false),
+        let held = matches!(self.values[x], Value::Owned(_));
+        let (mut dx, accumulate_dx) = match held.then(|| self.dest(grads, x, false)) {
+            Some(Dest::Held(g, accumulate)) => (g, accumulate),
+            _ => (self.fresh_like(x), false),
         };
         let adjacent = match (&self.values[gamma], &self.values[beta]) {
             (Value::Param { off: g, .. }, Value::Param { off: bo, .. }) => {
@@ -851,18 +1140,21 @@ impl<'a, B: Backend> Tape<'a, B> {
             self.acc_view(grads, pg, gamma, t.slice(0, cols));
             self.acc_view(grads, pg, beta, t.slice(cols, cols));
         }
-        match &self.values[x] {
-            Value::Param { .. } => self.acc(grads, pg, x, dx),
-            Value::Owned(_) => grads[x] = Some(dx),
+        if held {
+            grads[x] = Some(dx);
+        } else {
+            self.acc(grads, pg, x, dx);
         }
     }
 }
 
 /// Where a gradient is written: a parameter's slice (offset, length) of the flat gradient
-/// buffer, or a buffer held for a tensor with whether it already holds a gradient to add to.
+/// buffer, a buffer held for a tensor with whether it already holds a gradient to add to, or a
+/// slice's part (parent, offset, length, accumulate) of its parent's gradient.
 enum Dest<Buf> {
     Param(usize, usize),
     Held(Buf, bool),
+    Slice(usize, usize, usize, bool),
 }
 
 /// Layer-norm epsilon (PyTorch's default).

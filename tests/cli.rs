@@ -261,6 +261,8 @@ fn bad_flags_are_named() {
     assert_clap_error(&o, &["--protocol", "sampled7", "exclude-seen"]);
     let o = train(&data, &dir.join("r6"), &["--lr=-1"]);
     assert_error(&o, &["--lr"]);
+    let o = train(&data, &dir.join("r7"), &["--ce-chunk", "0"]);
+    assert_error(&o, &["--ce-chunk", "at least 1"]);
     // Past the GPU's grid limit, on every device alike.
     for (flag, value) in [("--batch", "65536"), ("--eval-batch", "100000")] {
         let out = dir.join(&flag[2..]);
@@ -286,7 +288,12 @@ fn bad_flags_are_named() {
 
     // An existing run is never overwritten, and --resume takes no model flags.
     let run = dir.join("run");
-    assert!(train(&data, &run, &["--epochs", "1"]).status.success());
+    // (A chunk of the CE loss that divides nothing: recorded in the configuration.)
+    assert!(train(&data, &run, &["--epochs", "1", "--ce-chunk", "7"])
+        .status
+        .success());
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("ce_chunk = 7"), "{config}");
     let o = train(&data, &run, &["--epochs", "1"]);
     assert_error(&o, &["--out", "already holds a run"]);
     let o = pasa(&["train", "--resume", run.to_str().unwrap(), "--d", "16"]);
@@ -300,7 +307,12 @@ fn bad_checkpoints_are_named() {
     let dir = tmp("bad-ckpt");
     let data = tiny_data(&dir);
     let run = dir.join("run");
-    assert!(train(&data, &run, &["--epochs", "1"]).status.success());
+    // (A chunk of the CE loss that divides nothing: recorded in the configuration.)
+    assert!(train(&data, &run, &["--epochs", "1", "--ce-chunk", "7"])
+        .status
+        .success());
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("ce_chunk = 7"), "{config}");
     let best = run.join("best.safetensors");
 
     // Shapes that do not match the configuration: the metadata claims d = 16.
@@ -604,6 +616,7 @@ fn bad_bench_flags_are_named() {
     bad(&["--batch", "0"], &["--batch"]);
     bad(&["--batch", "70000"], &["--batch", "65535"]);
     bad(&["--items", "0"], &["--items"]);
+    bad(&["--ce-chunk", "0"], &["--ce-chunk"]);
     bad(&["--model", "bert"], &["--model", "bert"]);
 }
 
@@ -714,7 +727,12 @@ fn errors_come_before_the_configuration_is_printed() {
     assert!(!r2.exists(), "nothing written for a refused run");
     // A damaged checkpoint stops a resume before anything runs.
     let run = dir.join("run");
-    assert!(train(&data, &run, &["--epochs", "1"]).status.success());
+    // (A chunk of the CE loss that divides nothing: recorded in the configuration.)
+    assert!(train(&data, &run, &["--epochs", "1", "--ce-chunk", "7"])
+        .status
+        .success());
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("ce_chunk = 7"), "{config}");
     let last = run.join("last.safetensors");
     let mut b = std::fs::read(&last).unwrap();
     let at = b.len() - 4;

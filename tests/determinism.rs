@@ -4,7 +4,7 @@
 
 use pasa::backend::cpu::Cpu;
 use pasa::backend::prelude::*;
-use pasa::backend::{AttnGrads, AttnInputs, AttnShape, KernelKind, MixShape, ScoreSource};
+use pasa::backend::{AttnGrads, AttnInputs, AttnShape, KernelKind, MixShape, ScoreSource, Strided};
 use pasa::models::{Batch, Model, ModelConfig};
 use pasa::rng::Rng;
 use pasa::tape::Tape;
@@ -57,9 +57,9 @@ fn column_sums_layer_norm_and_sum_of_squares() {
     same_bits_on_every_pool("col_sum / layernorm / sum_squares", || {
         let xb = b.upload(&x);
         let mut sum = b.zeros(cols);
-        b.col_sum(xb.view(), sum.view_mut());
+        b.col_sum(xb.view(), sum.view_mut(), Strided::one(cols));
         let mut one = b.zeros(1);
-        b.col_sum(xb.view(), one.view_mut());
+        b.col_sum(xb.view(), one.view_mut(), Strided::one(1));
         let gamma = b.upload(&normals(3, cols));
         let beta = b.upload(&normals(4, cols));
         let (mut y, mut mean, mut rstd) = (b.zeros(rows * cols), b.zeros(rows), b.zeros(rows));

@@ -68,6 +68,39 @@ fn linear_bias_and_residual() {
 const DROP: Dropout = Dropout { p: 0.3, seed: 99 };
 
 #[test]
+fn linear_many_batched_and_not() {
+    // Weights and biases interleaved as the models lay them out (evenly spaced): one batched
+    // product whose outputs are slices of one tensor; the gradient of a slice nothing used
+    // stays zero.
+    let shapes: &[(&str, &[usize])] = &[
+        ("x", &[6, 4]),
+        ("w0", &[4, 3]),
+        ("b0", &[3]),
+        ("w1", &[4, 3]),
+        ("b1", &[3]),
+        ("w2", &[4, 3]),
+        ("b2", &[3]),
+    ];
+    check("linear_many, evenly spaced", shapes, &|t, p| {
+        let ys = t.linear_many(p[0], &[p[1], p[3], p[5]], Some(&[p[2], p[4], p[6]]));
+        let a = t.residual(Some(ys[0]), ys[2], DROP, None);
+        t.residual(Some(a), ys[0], Dropout::NONE, None)
+    });
+    // Not evenly spaced (the biases first): one linear each.
+    let apart: &[(&str, &[usize])] = &[
+        ("x", &[6, 4]),
+        ("b0", &[3]),
+        ("b1", &[3]),
+        ("w0", &[4, 3]),
+        ("w1", &[4, 3]),
+    ];
+    check("linear_many, apart", apart, &|t, p| {
+        let ys = t.linear_many(p[0], &[p[3], p[4]], Some(&[p[1], p[2]]));
+        t.residual(Some(ys[0]), ys[1], Dropout::NONE, None)
+    });
+}
+
+#[test]
 fn layernorm() {
     check(
         "layernorm",
@@ -137,12 +170,20 @@ fn embedding_with_repeats_and_padding() {
     });
 }
 
+/// The fused classifier loss through h and the table: rows without a target (gathered and
+/// scattered), every row with one (no gather) and none (loss 0, no gradient), chunks of 1
+/// row, of 2 (not dividing the 3 or 5 rows with a target), of all of them, and the default.
 #[test]
-fn cross_entropy_with_ignored_rows() {
-    check("cross_entropy", &[("logits", &[4, 6])], &|t, p| {
-        let tg = t.ints(&[2, 0, 5, 1]);
-        t.cross_entropy(p[0], tg, 3)
-    });
+fn classifier_cross_entropy_chunked_with_ignored_rows() {
+    for targets in [[2u32, 0, 6, 1, 0], [2, 3, 6, 1, 6], [0; 5]] {
+        for chunk in [Some(1), Some(2), Some(5), None] {
+            check(
+                &format!("classifier_cross_entropy targets {targets:?} chunk {chunk:?}"),
+                &[("h", &[5, 3]), ("table", &[7, 3])],
+                &|t, p| t.classifier_cross_entropy(p[0], p[1], &targets, chunk),
+            );
+        }
+    }
 }
 
 #[test]

@@ -4,9 +4,10 @@
 
 mod common;
 use common::*;
+use pasa::backend::cpu::real::Real;
 use pasa::backend::cpu::Cpu;
 use pasa::backend::Memory;
-use pasa::backend::{Activation, KernelKind};
+use pasa::backend::{Activation, Gemm, KernelKind};
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, Scores, PRESETS};
 use pasa::optim::{AdamConfig, OptState};
 use pasa::tape::Tape;
@@ -78,6 +79,111 @@ fn knob_combinations_gradcheck() {
     c.u = KernelKind::Toeplitz;
     c.dropout = 0.0;
     model_gradcheck("fparec + U, no dropout", c);
+}
+
+/// Loss and flat parameter gradient of one training step (dropout on, seed 42) on `Cpu<T>`,
+/// read in full precision: by `Model::loss` (the fused, chunked classifier loss) when
+/// `fused`, else by the unfused path: the `[rows, items + 1]` logits as a tape matmul, the
+/// mean cross-entropy and its gradient on the host in f64 (mean by 1/count rounded to f32, as
+/// the engine takes it), back-propagated from the logits.
+fn step_on<T: Real>(model: &Model, init: &[f32], batch: &Batch, fused: bool) -> (f64, Vec<f64>) {
+    let b = Cpu::<T>::new();
+    let params = b.adopt(init.iter().map(|&x| T::from_f32(x)).collect());
+    let mut grads = b.adopt(vec![T::ZERO; init.len()]);
+    let mut tape = Tape::new(&b, &params, true);
+    let host = |tape: &Tape<Cpu<T>>, t| {
+        let v = tape.view(t);
+        v.buf[v.off..v.off + v.len]
+            .iter()
+            .map(|x| x.to_f64())
+            .collect::<Vec<f64>>()
+    };
+    let loss = if fused {
+        let loss = model.loss(&mut tape, batch, 42);
+        let value = host(&tape, loss)[0];
+        tape.backward(loss, &mut grads);
+        value
+    } else {
+        let (h, _) = model.forward(&mut tape, batch, true, 42);
+        let s = model.params.find("item_emb").unwrap();
+        let table = tape.param(s.off, &s.shape);
+        let (vocab, d) = (s.shape[0], s.shape[1]);
+        let rows = batch.targets.len();
+        let logits = tape.matmul(h, table, Gemm::new(rows, vocab, d, false, true));
+        let z = host(&tape, logits);
+        // The engine's mean: 1/count rounded to f32 (the scale ops take), on every backend.
+        let count = batch.targets.iter().filter(|&&t| t != 0).count();
+        let inv = (1.0 / count as f32) as f64;
+        let (mut loss, mut dz) = (0.0, vec![T::ZERO; rows * vocab]);
+        for (r, &t) in batch.targets.iter().enumerate() {
+            if t == 0 {
+                continue;
+            }
+            let row = &z[r * vocab..(r + 1) * vocab];
+            let m = row[1..].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row[1..].iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+            loss += (lse - row[t as usize]) * inv;
+            for c in 1..vocab {
+                let onehot = if c == t as usize { 1.0 } else { 0.0 };
+                dz[r * vocab + c] = T::from_f64(((row[c] - lse).exp() - onehot) * inv);
+            }
+        }
+        tape.backward_from(logits, b.adopt(dz), &mut grads);
+        loss
+    };
+    drop(tape);
+    (loss, grads.iter().map(|x| x.to_f64()).collect())
+}
+
+/// The fused, chunked classifier loss against the unfused path (see [`step_on`]): the loss
+/// and every parameter tensor's gradient of one training step, at chunks of 1 row, of a
+/// size that does not divide the rows with a target, of all of them and the default, on a
+/// batch with padded rows. Bounds: f64 |Δloss| ≤ 1e-12·|loss| and per tensor
+/// max|Δg| ≤ 1e-10·max(max|g|, 1e-3·max over the model); f32 the same measures within 1e-5
+/// (loss) and 1e-4 (gradients: the parity bound of sums).
+#[test]
+fn fused_classifier_loss_equals_the_unfused_path() {
+    fn compare<T: Real>(what: &str, model: &Model, init: &[f32], batch: &Batch, tol: (f64, f64)) {
+        let (lf, gf) = step_on::<T>(model, init, batch, true);
+        let (lu, gu) = step_on::<T>(model, init, batch, false);
+        assert!(
+            (lf - lu).abs() <= tol.0 * lu.abs(),
+            "{what}: loss {lf} (fused) vs {lu} (unfused)"
+        );
+        let global = gu.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        for s in &model.params.specs {
+            let (a, r) = (&gf[s.off..s.off + s.len()], &gu[s.off..s.off + s.len()]);
+            let max = r.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let err = a
+                .iter()
+                .zip(r)
+                .fold(0.0f64, |e, (a, r)| e.max((a - r).abs()));
+            let rel = err / max.max(1e-3 * global);
+            assert!(
+                rel <= tol.1,
+                "{what}: gradient of {} differs by {rel:.3e} of its max {max:.3e}",
+                s.name
+            );
+        }
+    }
+    let batch = tiny_batch(); // 11 rows with a target of 18
+    for name in ["sasrec", "pasa"] {
+        let mut c = tiny(name);
+        for chunk in [Some(1), Some(4), Some(11), None] {
+            c.ce_chunk = chunk;
+            let model = Model::new(c.clone()).unwrap();
+            let init = model.params.init(3);
+            let what = format!("{name} chunk {chunk:?}");
+            compare::<f64>(
+                &format!("{what} f64"),
+                &model,
+                &init,
+                &batch,
+                (1e-12, 1e-10),
+            );
+            compare::<f32>(&format!("{what} f32"), &model, &init, &batch, (1e-5, 1e-4));
+        }
+    }
 }
 
 /// A kernel model at its DESIGN initialisation (U ≡ 1, L ≡ 1 or L = I) computes exactly what

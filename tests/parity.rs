@@ -28,11 +28,11 @@
 
 use libtest_mimic::{Completion, Trial};
 use pasa::backend::cpu::Cpu;
-use pasa::backend::cuda::{cuda_available, Cuda};
+use pasa::backend::cuda::{cuda_available, Cuda, GpuBuf, GpuInts, Pinned};
 use pasa::backend::prelude::*;
 use pasa::backend::{
     Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
-    RowMask, ScoreSource, RANK_ROW,
+    RowMask, ScoreSource, Strided, RANK_ROW,
 };
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
 use pasa::rng::Rng;
@@ -57,7 +57,8 @@ const TESTS: &[(&str, Test)] = &[
     ("activations_and_dropout", activations_and_dropout),
     ("row_mask_and_rope", row_mask_and_rope),
     ("embedding_and_bce", embedding_and_bce),
-    ("cross_entropy", cross_entropy),
+    ("cross_entropy_in_place", cross_entropy_in_place),
+    ("classifier_cross_entropy", classifier_cross_entropy),
     ("adam", adam),
     (
         "rank_every_protocol_and_odd_shapes",
@@ -80,6 +81,14 @@ const TESTS: &[(&str, Test)] = &[
     (
         "training_run_on_cuda_tracks_cpu",
         training_run_on_cuda_tracks_cpu,
+    ),
+    (
+        "graph_capture_replays_launches_gemms_and_copies",
+        graph_capture_replays_launches_gemms_and_copies,
+    ),
+    (
+        "profile_and_nvtx_ranges_of_a_training_step",
+        profile_and_nvtx_ranges_of_a_training_step,
     ),
 ];
 
@@ -408,14 +417,30 @@ const SHAPES: [(usize, usize); 10] = [
 fn bias_colsum_go<B: Backend>(b: &B, m: &Mat) -> Outs {
     let mut x = b.upload(&m.x);
     let bias = b.upload(&m.v);
-    b.bias_add(x.view_mut(), bias.view());
+    let one = Strided::one(m.cols);
+    b.bias_add(x.view_mut(), bias.view(), one);
     // col_sum accumulates: onto values already there.
     let mut s = b.upload(&m.v);
     let x0 = b.upload(&m.x);
-    b.col_sum(x0.view(), s.view_mut());
+    b.col_sum(x0.view(), s.view_mut(), one);
+    // Batched over two slabs (when the rows split evenly), biases `cols + 3` apart as between
+    // weights: the gaps stay untouched.
+    let two = Strided {
+        count: 2,
+        len: m.cols,
+        stride: m.cols + 3,
+    };
+    let (mut xb, mut sb) = (b.upload(&m.x), b.upload(&normals(3, two.span(), 1.0)));
+    let spaced = b.upload(&normals(4, two.span(), 1.0));
+    if m.rows.is_multiple_of(2) {
+        b.bias_add(xb.view_mut(), spaced.view(), two);
+        b.col_sum(x0.view(), sb.view_mut(), two);
+    }
     vec![
         out("bias_add", dl(b, &x), ELEM),
         out("col_sum", dl(b, &s), RED),
+        out("bias_add batched", dl(b, &xb), ELEM),
+        out("col_sum batched", dl(b, &sb), RED),
     ]
 }
 
@@ -689,30 +714,42 @@ struct Ce {
     vocab: usize,
 }
 
+/// The in-place kernel on a sub-range of rows: rows `first..first + rows` of the logits
+/// (the rest must stay as they were) with their targets at the same offset.
 fn ce_go<B: Backend>(b: &B, c: &Ce) -> Outs {
-    let rows = c.targets.len();
-    let z = b.upload(&c.logits);
+    let all = c.targets.len();
+    let first = all / 3;
+    let rows = all - first;
+    let mut z = b.upload(&c.logits);
     let t = b.upload_u32(&c.targets);
-    let (mut loss, mut lse) = (nan(b, rows), nan(b, rows));
-    b.cross_entropy_fwd(z.view(), &t, c.vocab, loss.view_mut(), lse.view_mut());
-    let mut dz = nan(b, rows * c.vocab);
-    b.cross_entropy_bwd(z.view(), lse.view(), &t, c.vocab, 0.1, dz.view_mut());
+    let mut loss = nan(b, rows);
+    b.cross_entropy_in_place(
+        z.slice_mut(first * c.vocab, rows * c.vocab),
+        &t,
+        first,
+        c.vocab,
+        0.1,
+        loss.view_mut(),
+    );
     vec![
         out("ce loss", dl(b, &loss), RED),
-        out("ce lse", dl(b, &lse), RED),
-        out("ce dlogits", dl(b, &dz), RED),
+        out("ce dlogits (in place)", dl(b, &z), RED),
     ]
 }
 
-fn cross_entropy(g: Cuda) {
+fn cross_entropy_in_place(g: Cuda) {
     for vocab in [2usize, 33, 1000, 4099] {
         for rows in [1usize, 7, 33, 200] {
             let seed = (vocab + rows * 7) as u64;
-            // About one target in four is 0 (ignored).
+            // About one target in four is 0 (ignored); one in the last column.
             let targets = ints(seed, rows, vocab)
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| if i % 4 == 3 { 0 } else { t.max(1) })
+                .map(|(i, t)| match i % 4 {
+                    3 => 0,
+                    2 if i == 2 => vocab as u32 - 1,
+                    _ => t.max(1),
+                })
                 .collect();
             let c = Ce {
                 logits: normals(seed + 1, rows * vocab, 3.0),
@@ -721,7 +758,7 @@ fn cross_entropy(g: Cuda) {
             };
             parity!(
                 &g,
-                format!("cross-entropy vocab {vocab} rows {rows}"),
+                format!("cross-entropy in place vocab {vocab} rows {rows}"),
                 ce_go,
                 &c
             );
@@ -761,6 +798,80 @@ fn rank_every_protocol_and_odd_shapes(g: Cuda) {
                 );
             }
         }
+    }
+}
+
+struct Classifier {
+    /// h `[rows, d]` then the table `[vocab, d]`, as one parameter buffer.
+    params: Vec<f32>,
+    targets: Vec<u32>,
+    rows: usize,
+    vocab: usize,
+    d: usize,
+    chunk: Option<usize>,
+}
+
+/// The fused classifier loss as a tape op: the loss and the gradients of h and the table.
+fn classifier_go<B: Backend>(b: &B, c: &Classifier) -> Outs {
+    let params = b.upload(&c.params);
+    let mut grads = b.zeros(c.params.len());
+    let mut tape = Tape::new(b, &params, true);
+    let h = tape.param(0, &[c.rows, c.d]);
+    let table = tape.param(c.rows * c.d, &[c.vocab, c.d]);
+    let loss = tape.classifier_cross_entropy(h, table, &c.targets, c.chunk);
+    let value = tape.to_host(loss);
+    tape.backward(loss, &mut grads);
+    drop(tape);
+    let g = dl(b, &grads);
+    let (dh, dt) = g.split_at(c.rows * c.d);
+    vec![
+        out("classifier loss", value, RED),
+        out("classifier dh", dh.to_vec(), RED),
+        out("classifier dtable", dt.to_vec(), RED),
+    ]
+}
+
+/// Odd shapes: a vocabulary that is not a multiple of the block (256), chunks that do not
+/// divide the rows, rows without a target (gathered and scattered), a single row, and the
+/// default chunk.
+fn classifier_cross_entropy(g: Cuda) {
+    for (rows, vocab, d, chunk) in [
+        (1usize, 2usize, 1usize, None),
+        (1, 300, 64, Some(1)),
+        (37, 1001, 50, Some(5)),
+        (37, 1001, 50, None),
+        (200, 4099, 64, Some(64)),
+        (256, 257, 8, Some(100)),
+    ] {
+        let seed = (rows * 31 + vocab + d) as u64;
+        let mut targets: Vec<u32> = ints(seed, rows, vocab)
+            .into_iter()
+            .map(|t| t.max(1))
+            .collect();
+        // Rows without a target, but not all (the one-row case keeps its target).
+        for r in (2..rows).step_by(3) {
+            targets[r] = 0;
+        }
+        let mut params = normals(seed + 1, rows * d, 1.0);
+        params.extend(normals(seed + 2, vocab * d, 0.5));
+        let c = Classifier {
+            params,
+            targets,
+            rows,
+            vocab,
+            d,
+            chunk,
+        };
+        let what = format!("classifier rows {rows} vocab {vocab} d {d} chunk {chunk:?}");
+        parity!(&g, what, classifier_go, &c);
+        // Every row with a target: no gather.
+        let all = Classifier {
+            targets: c.targets.iter().map(|&t| t.max(1)).collect(),
+            ..c
+        };
+        let what =
+            format!("classifier, every row a target, rows {rows} vocab {vocab} chunk {chunk:?}");
+        parity!(&g, what, classifier_go, &all);
     }
 }
 
@@ -1280,5 +1391,187 @@ fn training_run_on_cuda_tracks_cpu(g: Cuda) {
                 e + 1
             );
         }
+    }
+}
+
+// ─── CUDA graphs, profiling and NVTX ────────────────────────────────────────────────────────
+
+/// The buffers of the captured work: inputs staged in pinned memory, device buffers taken
+/// before the capture.
+struct Staged {
+    xs: Pinned<f32>,
+    ids: Pinned<u32>,
+    x: GpuBuf,
+    id: GpuInts,
+    w: GpuBuf,
+    table: GpuBuf,
+    y: GpuBuf,
+    z: GpuBuf,
+    out: GpuBuf,
+    emb: GpuBuf,
+}
+
+const GM: usize = 6;
+const GK: usize = 5;
+const GN: usize = 7;
+const ROWS: usize = 9;
+const COLS: usize = 4;
+
+/// Copies in the inputs, then a fill, an axpy, a GEMM, a memset (a pooled zeroed buffer), a
+/// device-to-device copy and an embedding lookup. Returns the zeroed buffer, which must live
+/// as long as a graph of this work.
+fn staged_work(g: &Cuda, s: &mut Staged) -> GpuBuf {
+    g.copy_from_pinned(&s.xs, &mut s.x);
+    g.copy_from_pinned(&s.ids, &mut s.id);
+    g.fill(s.y.view_mut(), 1.0);
+    g.axpy(2.0, s.x.view(), s.y.view_mut());
+    g.gemm(
+        &Gemm::new(GM, GN, GK, false, false),
+        s.y.view(),
+        s.w.view(),
+        s.z.view_mut(),
+    );
+    let mut t = g.zeros(GM * GN);
+    g.axpy(1.0, s.z.view(), t.view_mut());
+    g.axpy(0.5, s.z.view(), t.view_mut());
+    g.copy(t.view(), s.out.view_mut());
+    g.embedding_fwd(s.table.view(), &s.id, COLS, 1.5, s.emb.view_mut());
+    t
+}
+
+fn set_inputs(s: &mut Staged, seed: u64) {
+    s.xs.as_mut_slice()
+        .copy_from_slice(&normals(seed, GM * GK, 1.0));
+    s.ids
+        .as_mut_slice()
+        .copy_from_slice(&ints(seed + 1, ROWS, ROWS));
+}
+
+fn results(g: &Cuda, s: &Staged) -> Vec<Vec<f32>> {
+    vec![dl(g, &s.y), dl(g, &s.z), dl(g, &s.out), dl(g, &s.emb)]
+}
+
+/// Launches, GEMMs, memsets and copies (pinned host to device, device to device) captured
+/// into a graph, then replayed with new inputs written into the pinned buffers between
+/// replays, give what the same work gives run directly; nothing runs at capture; a
+/// synchronising call inside a capture fails it and leaves the stream usable.
+fn graph_capture_replays_launches_gemms_and_copies(g: Cuda) {
+    let mut s = Staged {
+        xs: g.pinned(GM * GK).unwrap(),
+        ids: g.pinned(ROWS).unwrap(),
+        x: g.zeros(GM * GK),
+        id: g.upload_u32(&[0; ROWS]),
+        w: g.upload(&normals(7, GK * GN, 1.0)),
+        table: g.upload(&normals(8, ROWS * COLS, 1.0)),
+        y: g.zeros(GM * GK),
+        z: g.zeros(GM * GN),
+        out: g.zeros(GM * GN),
+        emb: g.zeros(ROWS * COLS),
+    };
+    // Run directly on two input sets, the zeroed temporary from the pool.
+    drop(g.zeros(GM * GN));
+    let mut direct = vec![];
+    for seed in [1, 2] {
+        set_inputs(&mut s, seed);
+        let before = g.counts();
+        drop(staged_work(&g, &mut s));
+        let c = g.counts().since(before);
+        assert_eq!(c.allocations, 0, "the work allocates nothing once warm");
+        direct.push((results(&g, &s), c));
+    }
+    let per_run = direct[0].1;
+
+    // Capture: nothing runs (the poisoned outputs stay NaN).
+    for b in [&mut s.y, &mut s.z, &mut s.out, &mut s.emb] {
+        g.fill(b.view_mut(), f32::NAN);
+    }
+    let (graph, zeroed) = g.capture(|| staged_work(&g, &mut s)).unwrap();
+    assert_eq!(
+        graph.launches() as u64,
+        per_run.launches + per_run.gemms,
+        "every launch and GEMM of the work is in the graph"
+    );
+    assert!(
+        results(&g, &s).iter().flatten().all(|v| v.is_nan()),
+        "captured work ran at capture"
+    );
+    graph.upload().unwrap();
+
+    // Replays: the inputs are read when the graph runs.
+    for (round, seed) in [1, 2, 1].into_iter().enumerate() {
+        set_inputs(&mut s, seed);
+        let before = g.counts();
+        graph.launch().unwrap();
+        assert_eq!(
+            g.counts().since(before).launches,
+            0,
+            "a replay is one graph launch, not kernel launches"
+        );
+        let got = results(&g, &s);
+        let want = &direct[seed as usize - 1].0;
+        for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            let (e, bound) = error(a, b, RED);
+            assert!(
+                e <= bound * 1e-2,
+                "replay {round} (inputs {seed}): output {i} differs by {e:.3e} from the direct run"
+            );
+        }
+    }
+    drop(graph);
+    drop(zeroed);
+
+    // A synchronising call inside a capture fails it; the stream works afterwards.
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        g.capture(|| g.synchronize())
+    }));
+    assert!(
+        matches!(failed, Err(_) | Ok(Err(_))),
+        "a synchronize inside a capture must fail it"
+    );
+    set_inputs(&mut s, 1);
+    drop(staged_work(&g, &mut s));
+    assert_eq!(
+        results(&g, &s),
+        direct[0].0,
+        "the stream after a failed capture"
+    );
+}
+
+/// The same ranges, as many times each, on the GPU as on the CPU, with times; NVTX ranges
+/// pushed when libnvToolsExt is present (the emulation's counts the depth).
+fn profile_and_nvtx_ranges_of_a_training_step(g: Cuda) {
+    use pasa::bench::cases::TrainCase;
+    fn profile<B: Backend>(b: &B) -> Vec<(&'static str, u64)> {
+        let mut cfg = small("pasa");
+        cfg.blocks = 1;
+        let mut t = TrainCase::new(b, cfg, 3, 5).unwrap();
+        t.step(b);
+        b.profile_start();
+        t.step(b);
+        t.step(b);
+        let p = b.profile_take();
+        assert!(b.profile_take().is_empty(), "taking a profile ends it");
+        let step = p.iter().find(|r| r.name == "step").expect("a step range");
+        assert!(step.total_ms > 0.0 && step.encloses);
+        let selves: f64 = p.iter().map(|r| r.self_ms).sum();
+        assert!((selves - step.total_ms).abs() <= 1e-3 * step.total_ms);
+        let mut calls: Vec<_> = p.iter().map(|r| (r.name, r.calls)).collect();
+        calls.sort();
+        calls
+    }
+    assert_eq!(profile(&g), profile(&Cpu::<f32>::new()));
+
+    if g.name().contains("pasa CPU emulation") {
+        assert!(
+            g.nvtx(),
+            "the emulation's libnvToolsExt.so (kernels/emu/build.sh) not found"
+        );
+        // The emulated NVTX returns the depth a push opens at: 1 inside our range.
+        g.range_push("outer");
+        assert_eq!(cudarc::nvtx::result::range_push("probe"), 1);
+        cudarc::nvtx::result::range_pop();
+        g.range_pop();
+        assert_eq!(cudarc::nvtx::result::range_push("probe"), 0);
+        cudarc::nvtx::result::range_pop();
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the CPU emulation of the CUDA driver and cuBLAS (kernels/emu/README.md) into
-# target/emu (or $1): libcuda.so (driver.cpp + runtime.cpp + every kernels/*.cu compiled as C++)
-# and libcublas.so. Needs only a C++17 compiler (CXX, default g++) and nm; no CUDA.
+# target/emu (or $1): libcuda.so (driver.cpp + runtime.cpp + every kernels/*.cu compiled as C++),
+# libcublas.so (linked against that libcuda, whose graph capture it records into) and
+# libnvToolsExt.so (NVTX ranges). Needs only a C++17 compiler (CXX, default g++) and nm; no CUDA.
 #
 #   kernels/emu/build.sh && LD_LIBRARY_PATH=target/emu cargo test --release --test parity
 set -euo pipefail
@@ -34,5 +35,6 @@ done
 "$CXX" "${FLAGS[@]}" -c kernels/emu/runtime.cpp -o "$OUT/gen/runtime.o"
 "$CXX" "${FLAGS[@]}" -c kernels/emu/driver.cpp -o "$OUT/gen/driver.o"
 "$CXX" -shared -o "$OUT/libcuda.so" "$OUT/gen/driver.o" "$OUT/gen/runtime.o" "${objects[@]}" -lpthread
-"$CXX" "${FLAGS[@]}" -shared -o "$OUT/libcublas.so" kernels/emu/cublas.cpp
-echo "emu: built $OUT/libcuda.so and $OUT/libcublas.so"
+"$CXX" "${FLAGS[@]}" -shared -o "$OUT/libcublas.so" kernels/emu/cublas.cpp -L"$OUT" -lcuda -Wl,-rpath,'$ORIGIN'
+"$CXX" "${FLAGS[@]}" -shared -o "$OUT/libnvToolsExt.so" kernels/emu/nvtx.cpp
+echo "emu: built $OUT/libcuda.so, $OUT/libcublas.so and $OUT/libnvToolsExt.so"

@@ -264,6 +264,7 @@ void install_fault_handler() {
 struct KernelInfo {
     Invoke invoke;
     int params;
+    const size_t* sizes;
 };
 
 std::map<std::string, KernelInfo>& registry() {
@@ -301,13 +302,16 @@ void trap(const char* what) {
     std::abort();
 }
 
-void register_kernel(const char* name, Invoke invoke, int params) { registry()[name] = KernelInfo{invoke, params}; }
+void register_kernel(const char* name, Invoke invoke, int params, const size_t* sizes) {
+    registry()[name] = KernelInfo{invoke, params, sizes};
+}
 
-const char* find_kernel(const char* name, Invoke* invoke, int* params) {
+const char* find_kernel(const char* name, Invoke* invoke, int* params, const size_t** sizes) {
     auto it = registry().find(name);
     if (it == registry().end()) return nullptr;
     *invoke = it->second.invoke;
     *params = it->second.params;
+    *sizes = it->second.sizes;
     return it->first.c_str();
 }
 

@@ -7,8 +7,9 @@
 #include "registry.h"
 
 namespace emu {
-// The registered kernel `name`: its invoker and parameter count; nullptr when unknown.
-const char* find_kernel(const char* name, Invoke* invoke, int* params);
+// The registered kernel `name`: its invoker, parameter count and parameter sizes; nullptr when
+// unknown.
+const char* find_kernel(const char* name, Invoke* invoke, int* params, const size_t** sizes);
 // Run a launch to completion on the calling thread.
 void launch(const char* kernel, Invoke invoke, emu_uint3 grid, emu_uint3 block, size_t smem_bytes,
             void** params);

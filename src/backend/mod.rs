@@ -26,6 +26,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod pool;
+pub mod profile;
 mod shape;
 mod view;
 
@@ -98,16 +99,56 @@ pub trait Memory {
     /// each push is matched by a [`Memory::range_pop`]. No-ops unless a backend implements them.
     fn range_push(&self, _name: &'static str) {}
     fn range_pop(&self) {}
+
+    /// Starts timing every range (from its push to its pop: wall clock on the CPU, CUDA events
+    /// on the GPU's stream), forgetting any earlier profile, until [`Memory::profile_take`].
+    /// Off unless started; a backend that cannot profile ignores it.
+    fn profile_start(&self) {}
+    /// Stops profiling and returns the time of every range closed since
+    /// [`Memory::profile_start`], one entry per name, longest total first (see
+    /// [`profile::RangeTime`]). Empty when profiling was not on or the backend cannot profile.
+    fn profile_take(&self) -> Vec<profile::RangeTime> {
+        Vec::new()
+    }
 }
 
 /// Matrix products and the bias ops around them.
 pub trait Dense: Memory {
     fn gemm(&self, g: &Gemm, a: View<Self::Buf>, b: View<Self::Buf>, c: ViewMut<Self::Buf>);
-    /// x[r, c] += bias[c] for x of `[rows, bias.len]`.
-    fn bias_add(&self, x: ViewMut<Self::Buf>, bias: View<Self::Buf>);
-    /// out[c] += Σ_r x[r, c]; `out.len` columns (accumulates: bias gradients land straight in
-    /// the flat gradient buffer).
-    fn col_sum(&self, x: View<Self::Buf>, out: ViewMut<Self::Buf>);
+    /// x[i, r, c] += bias[i·stride + c] for x of `[s.count, rows, s.len]` (one bias per slab).
+    fn bias_add(&self, x: ViewMut<Self::Buf>, bias: View<Self::Buf>, s: Strided);
+    /// out[i·stride + c] += Σ_r x[i, r, c] for x of `[s.count, rows, s.len]` (accumulates: bias
+    /// gradients land straight in the flat gradient buffer).
+    fn col_sum(&self, x: View<Self::Buf>, out: ViewMut<Self::Buf>, s: Strided);
+}
+
+/// `count` vectors of `len` elements, `stride` elements apart in one buffer: the biases of the
+/// q, k and v projections of a block lie `d·d + d` apart, between their weights, so one launch
+/// serves the three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    pub count: usize,
+    pub len: usize,
+    pub stride: usize,
+}
+
+impl Strided {
+    /// A single vector of `len`.
+    pub fn one(len: usize) -> Self {
+        Strided {
+            count: 1,
+            len,
+            stride: len,
+        }
+    }
+    /// Elements a buffer must span to hold all the vectors.
+    pub fn span(&self) -> usize {
+        if self.count == 0 {
+            0
+        } else {
+            (self.count - 1) * self.stride + self.len
+        }
+    }
 }
 
 /// Layer normalisation.
@@ -281,49 +322,26 @@ pub trait Attention: Memory {
 
 /// The training losses.
 pub trait Loss: Memory {
-    /// Softmax cross-entropy per row of `[rows, vocab]` logits. Column 0 is the padding item
-    /// and never a class; a target of 0 is ignored (loss 0). Writes loss and lse per row.
-    fn cross_entropy_fwd(
-        &self,
-        logits: View<Self::Buf>,
-        targets: &Self::IBuf,
-        vocab: usize,
-        loss: ViewMut<Self::Buf>,
-        lse: ViewMut<Self::Buf>,
-    );
-    /// dlogits = scale·(softmax − onehot); column 0 and ignored rows get 0.
+    /// Softmax cross-entropy of `[rows, vocab]` logits (`vocab` ≥ 2), in place: writes each
+    /// row's loss lse − logit[target] into `loss` (`[rows]`) and overwrites the row with its
+    /// gradient scale·(softmax − onehot(target)). Row r's target is `targets[first + r]`.
+    /// Column 0 is the padding item and never a class (its gradient is 0); a row whose target
+    /// is 0 is ignored (loss 0, gradient 0). The fused classifier loss
+    /// (`Tape::classifier_cross_entropy`) runs it on each chunk of rows between its GEMMs.
     #[allow(clippy::too_many_arguments)]
-    fn cross_entropy_bwd(
+    fn cross_entropy_in_place(
         &self,
-        logits: View<Self::Buf>,
-        lse: View<Self::Buf>,
+        logits: ViewMut<Self::Buf>,
         targets: &Self::IBuf,
-        vocab: usize,
-        scale: f32,
-        dlogits: ViewMut<Self::Buf>,
-    );
-    /// Forward and backward at once (the loss is last on the tape, so its gradient scale is
-    /// known up front): loss and lse per row as `cross_entropy_fwd`, dlogits as
-    /// `cross_entropy_bwd`. Backends may fuse the two passes into one.
-    #[allow(clippy::too_many_arguments)]
-    fn cross_entropy_fused(
-        &self,
-        logits: View<Self::Buf>,
-        targets: &Self::IBuf,
+        first: usize,
         vocab: usize,
         scale: f32,
         loss: ViewMut<Self::Buf>,
-        mut lse: ViewMut<Self::Buf>,
-        dlogits: ViewMut<Self::Buf>,
-    ) {
-        self.cross_entropy_fwd(logits, targets, vocab, loss, lse.rb());
-        let lse = View {
-            buf: &*lse.buf,
-            off: lse.off,
-            len: lse.len,
-        };
-        self.cross_entropy_bwd(logits, lse, targets, vocab, scale, dlogits);
-    }
+    );
+    /// How many logits one chunk of the fused classifier loss should hold when no chunk is
+    /// set: the chunk has max(this / vocab, [`CE_MIN_CHUNK_ROWS`]) rows (see
+    /// [`ce_chunk_rows`]).
+    fn ce_chunk_elements(&self) -> usize;
     /// Binary cross-entropy of the target against one sampled negative per row:
     /// loss_r = −log σ(h_r·e_t) − log σ(−h_r·e_neg), neg drawn by [`sample_negative`]; ignored
     /// rows (target 0) give 0. h is `[rows, d]`, table `[vocab, d]`.
@@ -428,6 +446,21 @@ pub trait Rank: Memory {
         cands: Candidates<'_, Self::IBuf>,
         out: &mut Self::IBuf,
     );
+}
+
+/// The fewest rows a chunk of the fused classifier loss gets from its default size, however
+/// wide the catalogue: below this, the per-chunk costs (reading the item table in the two
+/// GEMMs that take it whole, and the table gradient's read-modify-write) outweigh the work.
+pub const CE_MIN_CHUNK_ROWS: usize = 64;
+
+/// Rows per chunk of the fused classifier loss over `vocab` columns: `set` when given (at
+/// least 1), else the backend's budget of [`Loss::ce_chunk_elements`] logits, at least
+/// [`CE_MIN_CHUNK_ROWS`] rows.
+pub fn ce_chunk_rows(set: Option<usize>, budget: usize, vocab: usize) -> usize {
+    match set {
+        Some(rows) => rows.max(1),
+        None => (budget / vocab.max(1)).max(CE_MIN_CHUNK_ROWS),
+    }
 }
 
 /// The negative item for row `r` of the BCE loss: uniform over 1..vocab, never the target

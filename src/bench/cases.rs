@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::models::{Batch, Model, ModelConfig};
 use crate::optim::{AdamConfig, OptState};
 use crate::rng::{self, Rng};
-use crate::tape::Tape;
+use crate::tape::{Range, Tape};
 
 /// Full windows (no padding) of uniformly random items with random next-item targets.
 pub fn random_batch(batch: usize, n: usize, items: usize, seed: u64) -> Batch {
@@ -194,7 +194,9 @@ impl<B: Backend> TrainCase<B> {
         self.batch.targets.iter().filter(|&&t| t != 0).count()
     }
 
+    /// One step, inside a "step" range as the training loop's (what `--profile` divides by).
     pub fn step(&mut self, b: &B) {
+        let _step = Range::open(b, "step");
         let st = &mut self.state;
         st.zero_grad(b);
         let mut tape = Tape::new(b, &st.params, true);

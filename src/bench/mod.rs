@@ -1,9 +1,17 @@
 //! `pasa bench`: wall-clock timings of the fused attention op and of whole training steps on
 //! one backend, at one shape (DESIGN §6). The criterion benches time the same cases.
+//!
+//! Besides the time, each case reports what the backend's own counters saw per call
+//! (kernel launches, GEMMs, fills, allocations and their bytes, transfers: `pool::Counts`),
+//! which work on any device, the emulated GPU included; and with `--profile`, the time of every
+//! named range (tape op, backward, optimiser) within the timed training steps
+//! ([`Memory::profile_start`](crate::backend::Memory::profile_start)).
 
 pub mod cases;
 pub mod report;
 
+use crate::backend::pool::Counts;
+use crate::backend::profile::RangeTime;
 use crate::backend::{Backend, MAX_GRID_YZ};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
@@ -25,6 +33,9 @@ pub struct BenchShape {
     pub blocks: usize,
     pub heads: usize,
     pub items: usize,
+    /// Rows per chunk of the fused classifier loss (`--ce-chunk`); None sizes it from the
+    /// catalogue, as training does.
+    pub ce_chunk: Option<usize>,
 }
 
 impl Default for BenchShape {
@@ -36,6 +47,7 @@ impl Default for BenchShape {
             blocks: 2,
             heads: 1,
             items: 3416,
+            ce_chunk: None,
         }
     }
 }
@@ -81,18 +93,21 @@ impl BenchShape {
         c.d_ff = self.d;
         c.blocks = self.blocks;
         c.heads = self.heads;
+        c.ce_chunk = self.ce_chunk;
         c.validate()?;
         Ok(c)
     }
 }
 
-/// What to run: the shape, the models, and how many untimed and timed calls of each case.
+/// What to run: the shape, the models, how many untimed and timed calls of each case, and
+/// whether to profile the timed training steps by range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchPlan {
     pub shape: BenchShape,
     pub models: Vec<String>,
     pub warmup: usize,
     pub iters: usize,
+    pub profile: bool,
 }
 
 impl BenchPlan {
@@ -171,6 +186,14 @@ pub struct Measurement {
     pub case: Case,
     pub timing: Timing,
     pub work: Work,
+    /// What the backend's counters saw over the timed calls (all of them: see
+    /// [`Measurement::per_call`]).
+    pub counts: Counts,
+    /// The timed calls.
+    pub calls: usize,
+    /// Each range's time over the timed calls, when they were profiled (training steps with
+    /// `--profile`).
+    pub profile: Option<Vec<RangeTime>>,
 }
 
 impl Measurement {
@@ -182,15 +205,39 @@ impl Measurement {
             Work::Tokens(t) => t as f64 / secs,
         }
     }
+
+    /// A count over the timed calls, per call.
+    pub fn per_call(&self, total: u64) -> f64 {
+        total as f64 / self.calls.max(1) as f64
+    }
+}
+
+/// What [`time`] measured: the timing, the counters' difference over the timed calls, and
+/// the ranges' times when profiled.
+pub struct Sample {
+    pub timing: Timing,
+    pub counts: Counts,
+    pub profile: Option<Vec<RangeTime>>,
 }
 
 /// Call `f` `warmup` times untimed, then `iters` times, each timed call bracketed by
-/// `synchronize` so that asynchronous (GPU) work is inside the interval.
-pub fn time<B: Backend>(b: &B, warmup: usize, iters: usize, mut f: impl FnMut()) -> Timing {
+/// `synchronize` so that asynchronous (GPU) work is inside the interval. The counters are read
+/// around the timed calls only; with `profile`, so are the ranges.
+pub fn time<B: Backend>(
+    b: &B,
+    warmup: usize,
+    iters: usize,
+    profile: bool,
+    mut f: impl FnMut(),
+) -> Sample {
     for _ in 0..warmup {
         f();
     }
     b.synchronize();
+    let before = b.counts();
+    if profile {
+        b.profile_start();
+    }
     let ms = (0..iters)
         .map(|_| {
             let t = Instant::now();
@@ -199,7 +246,11 @@ pub fn time<B: Backend>(b: &B, warmup: usize, iters: usize, mut f: impl FnMut())
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    Timing::of(ms)
+    Sample {
+        timing: Timing::of(ms),
+        counts: b.counts().since(before),
+        profile: profile.then(|| b.profile_take()),
+    }
 }
 
 /// Run the plan on `b`, handing each measurement to `each` as it completes (the table
@@ -213,12 +264,15 @@ pub fn run<B: Backend>(
     plan.check()?;
     let (warmup, iters) = (plan.warmup, plan.iters);
     let mut out = vec![];
-    let mut record = |model: &str, case, timing, work| {
+    let mut record = |model: &str, case, sample: Sample, work| {
         let m = Measurement {
             model: model.to_string(),
             case,
-            timing,
+            timing: sample.timing,
             work,
+            counts: sample.counts,
+            calls: iters,
+            profile: sample.profile,
         };
         each(&m);
         out.push(m);
@@ -229,14 +283,14 @@ pub fn run<B: Backend>(
         let s = cfg.attn_shape(plan.shape.batch, cfg.dropout, SEED);
         let (fwd_flops, bwd_flops) = attention_flops(&s);
         let mut attn = AttnCase::new(b, s, SEED);
-        let t = time(b, warmup, iters, || attn.forward(b));
+        let t = time(b, warmup, iters, false, || attn.forward(b));
         record(name, Case::AttentionForward, t, Work::Flops(fwd_flops));
-        let t = time(b, warmup, iters, || attn.backward(b));
+        let t = time(b, warmup, iters, false, || attn.backward(b));
         record(name, Case::AttentionBackward, t, Work::Flops(bwd_flops));
         drop(attn);
 
         let mut train = TrainCase::new(b, cfg, plan.shape.batch, SEED)?;
-        let t = time(b, warmup, iters, || train.step(b));
+        let t = time(b, warmup, iters, plan.profile, || train.step(b));
         record(name, Case::TrainStep, t, Work::Tokens(train.tokens()));
     }
     Ok(out)
@@ -292,6 +346,7 @@ mod tests {
                 blocks: 1,
                 heads: 2,
                 items: 9,
+                ce_chunk: Some(4),
             },
             models: crate::models::PRESETS
                 .iter()
@@ -299,11 +354,45 @@ mod tests {
                 .collect(),
             warmup: 0,
             iters: 1,
+            profile: true,
         };
         let mut seen = 0;
         let rows = run(&Cpu::<f32>::new(), &plan, |_| seen += 1).unwrap();
         assert_eq!((rows.len(), seen), (3 * plan.models.len(), rows.len()));
         assert!(rows.iter().all(|m| m.per_second() > 0.0));
+        for m in &rows {
+            let step = m.case == Case::TrainStep;
+            assert_eq!(
+                m.profile.is_some(),
+                step,
+                "only training steps are profiled"
+            );
+            // zero_grad and the accumulating outputs are fills on every device.
+            assert!(m.counts.fills > 0 || !step);
+            assert_eq!(m.counts.launches, 0, "the CPU launches no kernels");
+            let Some(p) = &m.profile else { continue };
+            // One step: "step" encloses everything, once; the self times add up to it.
+            let step = p.iter().find(|r| r.name == "step").unwrap();
+            assert_eq!((step.calls, step.encloses), (1, true));
+            assert_eq!(p[0].name, "step", "the longest range comes first");
+            let selves: f64 = p.iter().map(|r| r.self_ms).sum();
+            assert!((selves - step.total_ms).abs() <= 1e-6 * step.total_ms.max(1.0));
+            for op in ["matmul", "matmul.bwd", "backward", "optimizer", "attention"] {
+                assert!(p.iter().any(|r| r.name == op), "{} lacks {op}", m.model);
+            }
+        }
+    }
+
+    #[test]
+    fn counts_are_read_around_the_timed_calls_only() {
+        let b = Cpu::<f32>::new();
+        let s = time(&b, 2, 3, false, || {
+            let _ = b.zeros(4);
+        });
+        // The warm-up's first call allocated; the timed ones took the pooled buffer.
+        assert_eq!((s.counts.allocations, s.counts.fills), (0, 3));
+        assert!(s.profile.is_none());
+        assert!(b.profile_take().is_empty(), "profiling was never on");
     }
 
     #[test]
@@ -313,6 +402,7 @@ mod tests {
             models: vec!["pasa".into()],
             warmup: 0,
             iters: 1,
+            profile: false,
         };
         let err = |p: BenchPlan| p.check().unwrap_err().to_string();
         let mut p = ok.clone();
@@ -324,6 +414,9 @@ mod tests {
         let mut p = ok.clone();
         p.shape.n = 0;
         assert!(err(p).starts_with("--n:"));
+        let mut p = ok.clone();
+        p.shape.ce_chunk = Some(0);
+        assert!(err(p).starts_with("--ce-chunk:"));
         let mut p = ok.clone();
         p.models = vec!["bert".into()];
         assert!(err(p).starts_with("--model:"));

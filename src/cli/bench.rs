@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Catalogue size (the output layer's width).
     #[arg(long, default_value_t = BenchShape::default().items)]
     pub items: usize,
+    /// Rows per chunk of the cross-entropy loss [default: sized from the catalogue, as in
+    /// `pasa train`].
+    #[arg(long, value_name = "ROWS")]
+    pub ce_chunk: Option<usize>,
     /// Untimed calls of each case first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -41,6 +45,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Time every named range (tape op, backward, optimiser) within the timed training steps:
+    /// CUDA events on the GPU, the wall clock on the CPU.
+    #[arg(long)]
+    pub profile: bool,
     /// Device to time
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -55,10 +63,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             blocks: a.blocks,
             heads: a.heads,
             items: a.items,
+            ce_chunk: a.ce_chunk,
         },
         models: a.models,
         warmup: a.warmup,
         iters: a.iters,
+        profile: a.profile,
     };
     plan.check()?;
     let dev = Device::pick(a.device)?;
@@ -73,7 +83,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         } else {
             println!("{}", bench::report::header(&device, &plan));
-            bench::run(b, &plan, |m| println!("{}", bench::report::row(m)))?;
+            bench::run(b, &plan, |m| println!("{}", bench::report::rows(m)))?;
         }
         Ok(())
     })

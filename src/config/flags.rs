@@ -97,6 +97,8 @@ config_flags! {
         "Each head its own U and L, instead of one per block (true/false)";
     loss: LossKind => "model.loss", "--loss", default "ce",
         "Training loss";
+    ce_chunk: usize => "model.ce_chunk", "--ce-chunk", default "sized from the catalogue",
+        "Rows per chunk of the cross-entropy loss, whose logits take chunk × (items + 1) floats; the default fills a per-device budget (CPU: 2 MiB of logits, GPU: 512 MiB), at least 64 rows";
     epochs: usize => "epochs", "--epochs", default "200",
         "Epochs to train in all (with --resume: the new total, counting the epochs done)";
     batch: usize => "batch", "--batch", default "128",
@@ -146,7 +148,12 @@ mod tests {
             let Some(v) = at(&cfg, key) else {
                 // Optional settings (unset by default) say so.
                 assert!(
-                    ["off", "the built-in synthetic dataset"].contains(default),
+                    [
+                        "off",
+                        "the built-in synthetic dataset",
+                        "sized from the catalogue"
+                    ]
+                    .contains(default),
                     "{flag}: default {default:?} but {key} is unset"
                 );
                 continue;
@@ -183,7 +190,8 @@ mod tests {
             let table = table.and_then(|t| t.as_table()).unwrap();
             // Unset options are absent from the TOML form: they must be Option fields.
             assert!(
-                table.contains_key(last) || ["data.path", "data.kcore", "optim.clip"].contains(key),
+                table.contains_key(last)
+                    || ["data.path", "data.kcore", "optim.clip", "model.ce_chunk"].contains(key),
                 "{flag}: no key {key}"
             );
         }

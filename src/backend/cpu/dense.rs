@@ -2,7 +2,7 @@
 
 use super::real::Real;
 use super::{s, sm, Cpu, HostBuf};
-use crate::backend::{Dense, Gemm, View, ViewMut};
+use crate::backend::{Dense, Gemm, Strided, View, ViewMut};
 use rayon::prelude::*;
 
 /// Rows per partial sum of [`col_sum`]: fixed, so that the grouping of the additions (and so
@@ -124,10 +124,26 @@ impl<T: Real> Dense for Cpu<T> {
     fn gemm(&self, g: &Gemm, a: View<HostBuf<T>>, b: View<HostBuf<T>>, c: ViewMut<HostBuf<T>>) {
         gemm(g, s(a), s(b), sm(c));
     }
-    fn bias_add(&self, x: ViewMut<HostBuf<T>>, bias: View<HostBuf<T>>) {
-        bias_add(sm(x), s(bias));
+    fn bias_add(&self, x: ViewMut<HostBuf<T>>, bias: View<HostBuf<T>>, st: Strided) {
+        let (x, bias) = (sm(x), s(bias));
+        assert!(bias.len() >= st.span(), "bias_add: bias view too short");
+        if st.count == 0 || st.len == 0 {
+            return;
+        }
+        let slab = x.len() / st.count;
+        for (i, xs) in x.chunks_mut(slab).enumerate() {
+            bias_add(xs, &bias[i * st.stride..][..st.len]);
+        }
     }
-    fn col_sum(&self, x: View<HostBuf<T>>, out: ViewMut<HostBuf<T>>) {
-        col_sum(s(x), sm(out));
+    fn col_sum(&self, x: View<HostBuf<T>>, out: ViewMut<HostBuf<T>>, st: Strided) {
+        let (x, out) = (s(x), sm(out));
+        assert!(out.len() >= st.span(), "col_sum: output view too short");
+        if st.count == 0 || st.len == 0 {
+            return;
+        }
+        let slab = x.len() / st.count;
+        for (i, xs) in x.chunks(slab).enumerate() {
+            col_sum(xs, &mut out[i * st.stride..][..st.len]);
+        }
     }
 }

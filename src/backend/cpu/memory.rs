@@ -1,9 +1,13 @@
-//! Buffers on the host: allocation, copies, fills, axpy and the sum of squares.
+//! Buffers on the host: allocation, copies, fills, axpy and the sum of squares; and the range
+//! profiler, which times each range by the wall clock (every CPU op has finished when it
+//! returns, so a range's duration is its ops' time).
 
 use super::real::Real;
 use super::{s, sm, Cpu, HostBuf, HostInts};
 use crate::backend::pool::{Counts, Pooled};
+use crate::backend::profile::RangeTime;
 use crate::backend::{DeviceBuf, Memory, View, ViewMut};
+use std::time::Instant;
 
 impl<R> DeviceBuf for Pooled<R> {
     fn len(&self) -> usize {
@@ -86,6 +90,25 @@ impl<T: Real> Memory for Cpu<T> {
     }
     fn counts(&self) -> Counts {
         self.counters.snapshot()
+    }
+    fn range_push(&self, name: &'static str) {
+        if self.profiler.is_on() {
+            self.profiler.lock().push(name, Instant::now());
+        }
+    }
+    fn range_pop(&self) {
+        if self.profiler.is_on() {
+            let now = Instant::now();
+            self.profiler.lock().pop(now);
+        }
+    }
+    fn profile_start(&self) {
+        self.profiler.start();
+    }
+    fn profile_take(&self) -> Vec<RangeTime> {
+        self.profiler
+            .take()
+            .times(|a, b| b.duration_since(*a).as_secs_f64() * 1e3)
     }
     fn download(&self, x: View<HostBuf<T>>) -> Vec<f32> {
         s(x).iter().map(|x| x.to_f32()).collect()

@@ -20,8 +20,10 @@ pub mod rank;
 pub mod real;
 
 use super::pool::{Counters, Pool, Pooled};
+use super::profile::Profiler;
 use super::{View, ViewMut};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A host buffer of the CPU backend: returns to the backend's pool when dropped.
 pub type HostBuf<T> = Pooled<Vec<T>>;
@@ -30,12 +32,14 @@ pub type HostInts = Pooled<Vec<u32>>;
 
 /// The CPU device, computing in `T` (f32 or f64), with its buffer pools (src/backend/pool.rs:
 /// a training step reuses the previous step's buffers instead of asking the OS for fresh,
-/// zero-filled pages) and counters. Clones share the pools.
+/// zero-filled pages), counters and range profiler (wall clock; `memory.rs`). Clones share
+/// them.
 #[derive(Debug, Clone)]
 pub struct Cpu<T = f32> {
     pool: Arc<Pool<Vec<T>>>,
     ints: Arc<Pool<Vec<u32>>>,
     counters: Arc<Counters>,
+    profiler: Arc<Profiler<Instant>>,
 }
 
 impl<T> Default for Cpu<T> {
@@ -44,6 +48,7 @@ impl<T> Default for Cpu<T> {
             pool: Arc::default(),
             ints: Arc::default(),
             counters: Arc::default(),
+            profiler: Arc::default(),
         }
     }
 }

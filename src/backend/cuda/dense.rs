@@ -9,7 +9,7 @@
 use super::launch::{int, size, to_i32, Arg};
 use super::Cuda;
 use super::GpuBuf;
-use crate::backend::{Dense, DeviceBuf, Gemm, Memory, View, ViewMut};
+use crate::backend::{Dense, DeviceBuf, Gemm, Memory, Strided, View, ViewMut};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
 
@@ -162,31 +162,40 @@ impl Dense for Cuda {
         }
     }
 
-    fn bias_add(&self, x: ViewMut<GpuBuf>, bias: View<GpuBuf>) {
-        let cols = bias.len;
-        if cols == 0 {
+    fn bias_add(&self, x: ViewMut<GpuBuf>, bias: View<GpuBuf>, st: Strided) {
+        assert!(bias.len >= st.span(), "bias_add: bias view too short");
+        if st.count == 0 || st.len == 0 {
             return;
         }
-        let rows = x.len / cols;
+        let rows = x.len / (st.count * st.len);
         self.launch_flat(
             "bias_add",
-            rows * cols,
-            &[self.pm(&x), self.p(bias), int(rows), int(cols)],
+            x.len,
+            &[
+                self.pm(&x),
+                self.p(bias),
+                int(rows),
+                int(st.len),
+                size(st.count),
+                size(st.stride),
+            ],
         );
     }
 
-    /// One GEMM: out[1, cols] += ones[1, rows]·x[rows, cols] (cuBLAS reads the tall input at
-    /// full bandwidth, in one call, with a fixed summation order).
-    fn col_sum(&self, x: View<GpuBuf>, out: ViewMut<GpuBuf>) {
-        let cols = out.len;
-        if cols == 0 {
+    /// One GEMM (batched over the slabs): out[1, len] += ones[1, rows]·x[rows, len] (cuBLAS
+    /// reads the tall input at full bandwidth, in one call, with a fixed summation order).
+    fn col_sum(&self, x: View<GpuBuf>, out: ViewMut<GpuBuf>, st: Strided) {
+        assert!(out.len >= st.span(), "col_sum: output view too short");
+        if st.count == 0 || st.len == 0 {
             return;
         }
-        let rows = x.len / cols;
+        let rows = x.len / (st.count * st.len);
         if rows == 0 {
             return;
         }
-        let g = Gemm::new(1, cols, rows, false, false).accumulate();
+        let g = Gemm::new(1, st.len, rows, false, false)
+            .accumulate()
+            .batched(st.count, 0, rows * st.len, st.stride);
         self.with_ones(rows, |ones| self.gemm(&g, ones, x, out));
     }
 }

@@ -124,6 +124,14 @@ pub fn device_info() -> String {
             "NOT found (set LD_LIBRARY_PATH to the CUDA toolkit's lib64)"
         }
     ));
+    out.push(format!(
+        "nvtx: {}",
+        if super::profile::nvtx_present() {
+            "libnvToolsExt found (Nsight shows the named ranges of every op)"
+        } else {
+            "libnvToolsExt not found (no NVTX ranges; see the README's \"Profiling\")"
+        }
+    ));
     for i in 0..count {
         match describe(i) {
             Ok((name, (ma, mi), mem, sms)) => out.push(format!(

@@ -4,6 +4,7 @@
 use super::launch::{size, Arg};
 use super::{Cuda, GpuBuf, GpuInts};
 use crate::backend::pool::Counts;
+use crate::backend::profile::RangeTime;
 use crate::backend::{DeviceBuf, Memory, View, ViewMut};
 
 /// Blocks of the first stage of a full-buffer reduction (partials summed by one block).
@@ -46,6 +47,19 @@ impl Memory for Cuda {
     }
     fn counts(&self) -> Counts {
         self.counters.snapshot()
+    }
+    /// An NVTX range, and an event on the stream while profiling (profile.rs).
+    fn range_push(&self, name: &'static str) {
+        self.push_range(name);
+    }
+    fn range_pop(&self) {
+        self.pop_range();
+    }
+    fn profile_start(&self) {
+        self.start_profile();
+    }
+    fn profile_take(&self) -> Vec<RangeTime> {
+        self.take_profile()
     }
     fn download(&self, x: View<GpuBuf>) -> Vec<f32> {
         if x.len == 0 {

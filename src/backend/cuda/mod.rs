@@ -4,7 +4,8 @@
 //! One file per op family, named as in `kernels/` and `src/backend/cpu/`: each implements its
 //! family trait for [`Cuda`] directly, launching the kernels of `kernels/<family>.cu`.
 //! `launch.rs` and `params.rs` are the launch plumbing (argument lists, the `#[repr(C)]`
-//! parameter structs of `kernels/params.cuh`), `device.rs` the probe.
+//! parameter structs of `kernels/params.cuh`), `device.rs` the probe, `graph.rs` stream capture
+//! into CUDA graphs and pinned host memory, `profile.rs` NVTX ranges and the range profiler.
 //!
 //! Nothing here touches the driver before checking that it exists: on a machine without
 //! libcuda, [`Cuda::new`], [`cuda_available`] and [`device_info`] report that instead of
@@ -18,6 +19,7 @@ mod attention;
 mod dense;
 mod device;
 mod embedding;
+mod graph;
 mod launch;
 mod loss;
 mod memory;
@@ -25,11 +27,14 @@ mod norm;
 mod optim;
 mod params;
 mod pointwise;
+mod profile;
 mod rank;
 
 pub use device::{cuda_available, device_info};
+pub use graph::{Graph, Pinned};
 
 use crate::backend::pool::{Counters, Pool, Pooled};
+use crate::backend::profile::Profiler;
 
 use crate::error::{Error, Result};
 use cudarc::cublas::CudaBlas;
@@ -40,7 +45,8 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use device::{describe, driver_device_count, driver_err, libcublas_present, NO_CUBLAS};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 /// The widest attention head (dh) the attention and mix kernels take.
 pub const MAX_HEAD_WIDTH: usize = 128;
@@ -67,7 +73,14 @@ pub struct Cuda {
     ints: Arc<Pool<CudaSlice<u32>>>,
     counters: Counters,
     /// Ones for the column sums (a GEMM against them), grown as needed.
-    ones: std::sync::Mutex<Option<GpuBuf>>,
+    ones: Mutex<Option<GpuBuf>>,
+    /// NVTX ranges are emitted (libnvToolsExt loads).
+    nvtx: bool,
+    /// A [`Cuda::capture`] is under way: the profiler records no events.
+    capturing: AtomicBool,
+    /// The range profiler (marks are indices into `events`).
+    profiler: Profiler<usize>,
+    events: Mutex<profile::EventPool>,
 }
 
 /// A device buffer of the CUDA backend: returns to the backend's pool when dropped.
@@ -146,7 +159,11 @@ impl Cuda {
             pool: Arc::default(),
             ints: Arc::default(),
             counters: Counters::default(),
-            ones: std::sync::Mutex::new(None),
+            ones: Mutex::new(None),
+            nvtx: profile::nvtx_present(),
+            capturing: AtomicBool::new(false),
+            profiler: Profiler::default(),
+            events: Mutex::default(),
         };
         cuda.allow_large_shared_memory()?;
         Ok(cuda)
