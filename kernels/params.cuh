@@ -83,6 +83,7 @@ struct MixBwdParams {
     float* ws_dl;  // [G][H][n(n+1)/2], zeroed before the launch
     MixDims dims;
     int groups;    // batch groups G
+    int pad;       // explicit padding, always 0 (the host compares argument bytes)
 };
 
 // One Adam step over `count` elements of the flat buffers (AdamStep).
@@ -95,6 +96,7 @@ struct AdamParams {
     float lr, beta1, beta2, eps, weight_decay;
     int step;  // 1-based, for the bias corrections
     float grad_scale;
+    int pad;   // explicit padding, always 0 (the host compares argument bytes)
 };
 
 // ─── the layout, asserted (the same numbers as src/backend/cuda/params.rs) ───────────────────
@@ -166,6 +168,7 @@ PASA_AT(MixBwdParams, dv, 32);
 PASA_AT(MixBwdParams, ws_dl, 40);
 PASA_AT(MixBwdParams, dims, 48);
 PASA_AT(MixBwdParams, groups, 72);
+PASA_AT(MixBwdParams, pad, 76);
 
 static_assert(sizeof(AdamParams) == 72, "AdamParams size (4 bytes of tail padding)");
 PASA_AT(AdamParams, param, 0);
@@ -180,6 +183,7 @@ PASA_AT(AdamParams, eps, 52);
 PASA_AT(AdamParams, weight_decay, 56);
 PASA_AT(AdamParams, step, 60);
 PASA_AT(AdamParams, grad_scale, 64);
+PASA_AT(AdamParams, pad, 68);
 #undef PASA_AT
 
 }  // namespace pasa

@@ -624,11 +624,18 @@ impl<'a, B: Backend> Tape<'a, B> {
             rows,
             "classifier_cross_entropy: one target per row"
         );
-        let valid: Vec<u32> = (0..rows as u32)
-            .filter(|&r| targets[r as usize] != 0)
-            .collect();
+        // The rows computed: those with a target, or every row when the backend keeps shapes
+        // independent of the data (a replayed step graph; rows without a target then give 0).
+        let with_target = targets.iter().filter(|&&t| t != 0).count();
+        let valid: Vec<u32> = if b.static_shapes() {
+            (0..rows as u32).collect()
+        } else {
+            (0..rows as u32)
+                .filter(|&r| targets[r as usize] != 0)
+                .collect()
+        };
         let count = valid.len();
-        if count == 0 {
+        if with_target == 0 && count == 0 {
             let out = self.push(b.zeros(1), vec![1]);
             self.record(Op::ClassifierCe {
                 h,
@@ -640,7 +647,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             return out;
         }
         let chunk = ce_chunk_rows(chunk, b.ce_chunk_elements(), vocab).min(count);
-        let scale = 1.0 / count as f32;
+        let scale = 1.0 / with_target.max(1) as f32;
         let tc: Vec<u32> = valid.iter().map(|&r| targets[r as usize]).collect();
         let tc = b.upload_u32(&tc);
         // The rows with a target, gathered when some row has none.
@@ -688,7 +695,7 @@ impl<'a, B: Backend> Tape<'a, B> {
             }
             (dh, _) => dh,
         };
-        let out = self.mean_of(&loss, count);
+        let out = self.mean_of(&loss, with_target);
         self.record(Op::ClassifierCe {
             h,
             table,

@@ -337,13 +337,19 @@ pub fn train<B: Backend>(
             let batch = make_batch(split, chunk, cfg.model.n);
             let tokens = batch.targets.iter().filter(|&&t| t != 0).count();
             let step_range = Range::open(b, "step");
-            st.zero_grad(b);
-            let mut tape = Tape::new(b, &st.params, true);
-            let loss = model.loss(&mut tape, &batch, rng::derive(cfg.seed, st.step as u64 + 1));
-            losses.add(b, tape.view(loss));
-            tape.backward(loss, &mut st.grads);
-            drop(tape);
-            st.step(b, &cfg.optim);
+            // A batch shape's steps may run as a captured graph (not with clipping: its norm
+            // is read back on the host).
+            let key = cfg.optim.clip.is_none().then_some(chunk.len() as u64);
+            b.run_step(key, &mut || {
+                st.zero_grad(b);
+                let mut tape = Tape::new(b, &st.params, true);
+                let seed = rng::derive(cfg.seed, st.step as u64 + 1);
+                let loss = model.loss(&mut tape, &batch, seed);
+                losses.add(b, tape.view(loss));
+                tape.backward(loss, &mut st.grads);
+                drop(tape);
+                st.step(b, &cfg.optim);
+            });
             drop(step_range);
             prog.step(tokens);
             if prog.due() || k + 1 == last {

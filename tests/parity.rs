@@ -35,6 +35,7 @@ use pasa::backend::{
     RowMask, ScoreSource, Strided, RANK_ROW,
 };
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
+use pasa::optim::{AdamConfig, OptState};
 use pasa::rng::Rng;
 use pasa::tape::Tape;
 
@@ -60,6 +61,10 @@ const TESTS: &[(&str, Test)] = &[
     ("cross_entropy_in_place", cross_entropy_in_place),
     ("classifier_cross_entropy", classifier_cross_entropy),
     ("adam", adam),
+    (
+        "graph_steps_equal_direct_steps",
+        graph_steps_equal_direct_steps,
+    ),
     (
         "rank_every_protocol_and_odd_shapes",
         rank_every_protocol_and_odd_shapes,
@@ -1311,6 +1316,95 @@ fn one_training_step_of_every_model(g: Cuda) {
     model_step("rope, one head of 64, n 200", &g, c);
 }
 
+// ─── training steps as captured graphs ──────────────────────────────────────────────────────
+
+/// A batch of `n`-windows that differs every step: other items, targets and padding.
+fn varying_batch(step: u64, batch: usize, n: usize, items: usize) -> Batch {
+    let ids = ints(100 + step, 3 * batch * n, items);
+    let mut inputs = vec![0u32; batch * n];
+    let mut targets = vec![0u32; batch * n];
+    let start: Vec<u32> = (0..batch)
+        .map(|w| (ids[w] as usize % (n / 2 + 1)) as u32)
+        .collect();
+    for (w, &s) in start.iter().enumerate() {
+        for i in s as usize..n {
+            let e = w * n + i;
+            inputs[e] = ids[batch * n + e] % items as u32 + 1;
+            // Some positions without a target: the loss's row count varies.
+            targets[e] = if ids[2 * batch * n + e].is_multiple_of(5) {
+                0
+            } else {
+                ids[2 * batch * n + e] % items as u32 + 1
+            };
+        }
+    }
+    Batch {
+        inputs,
+        targets,
+        start,
+    }
+}
+
+/// `steps` Adam steps of `cfg` on varying batches, through `run_step` with `key` (None: run
+/// directly); the final parameters and moments.
+fn train_steps(g: &Cuda, cfg: &ModelConfig, key: Option<u64>, steps: u64) -> Vec<f32> {
+    let model = Model::new(cfg.clone()).unwrap();
+    let mut st = OptState::new(g, &model.params.init(9));
+    let optim = AdamConfig::default();
+    for k in 0..steps {
+        let batch = varying_batch(k, 4, cfg.n, cfg.items);
+        g.run_step(key, &mut || {
+            st.zero_grad(g);
+            let mut tape = Tape::new(g, &st.params, true);
+            let loss = model.loss(&mut tape, &batch, 1000 + k);
+            tape.backward(loss, &mut st.grads);
+            drop(tape);
+            st.step(g, &optim);
+        });
+    }
+    [&st.params, &st.m, &st.v]
+        .iter()
+        .flat_map(|b| g.download(b.view()))
+        .collect()
+}
+
+/// Steps replayed from captured CUDA graphs (new batches staged, new seeds, loss scales and
+/// Adam steps patched into the graph) end where the same steps run directly end: bit for bit
+/// on the emulation (one order of operations), within 1e-5 of the largest value on a GPU
+/// (dq's atomics add in a varying order). And the replays are one graph launch each.
+fn graph_steps_equal_direct_steps(g: Cuda) {
+    for (key, (name, mut cfg)) in [
+        ("sasrec", small("sasrec")),
+        ("pasa", small("pasa")),
+        ("fparec", small("fparec")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cfg.dropout = 0.2;
+        let steps = 9;
+        let direct = train_steps(&g, &cfg, None, steps);
+        let before = g.counts();
+        // One key per model: another model's step is another graph.
+        let graphed = train_steps(&g, &cfg, Some(key as u64), steps);
+        let c = g.counts().since(before);
+        assert_eq!(
+            c.graph_launches,
+            steps - 2,
+            "{name}: two direct steps, then every step a graph launch"
+        );
+        let max = direct.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let err = direct
+            .iter()
+            .zip(&graphed)
+            .fold(0.0f32, |e, (a, b)| e.max((a - b).abs()));
+        assert!(
+            err <= 1e-5 * max,
+            "{name}: graph steps differ from direct ones by {err:e} (max {max:e})"
+        );
+    }
+}
+
 // ─── the binary end to end ──────────────────────────────────────────────────────────────────
 
 /// The binary: PASA_BIN where set (the GPU check runs this test away from the build tree),
@@ -1545,6 +1639,9 @@ fn profile_and_nvtx_ranges_of_a_training_step(g: Cuda) {
         let mut cfg = small("pasa");
         cfg.blocks = 1;
         let mut t = TrainCase::new(b, cfg, 3, 5).unwrap();
+        // Profiled steps run directly, as `pasa bench --profile` runs them: a replayed graph
+        // has no ranges.
+        t.graphs = false;
         t.step(b);
         b.profile_start();
         t.step(b);

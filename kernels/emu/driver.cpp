@@ -93,7 +93,19 @@ struct Stream {
     bool invalidated = false;  // an error invalidated the capture; cuStreamEndCapture reports it
     int mode = 0;              // CUstreamCaptureMode
     std::thread::id owner;     // the thread that began the capture
+    void* last_node = nullptr; // the handle of the last captured node (cuStreamGetCaptureInfo)
 };
+
+// A graph node's handle: its index in the graph's (and its instantiations') node list, plus
+// one, so that no handle is null.
+void* node_handle(size_t index) { return reinterpret_cast<void*>(index + 1); }
+size_t node_index(void* handle) { return reinterpret_cast<uintptr_t>(handle) - 1; }
+
+// Appends `n` to the graph `st` is capturing and remembers its handle.
+void append(Stream* st, Node n) {
+    st->capture->nodes.push_back(std::move(n));
+    st->last_node = node_handle(st->capture->nodes.size() - 1);
+}
 
 thread_local Context* current = nullptr;
 // The stream this thread is capturing (the emulation allows one capture per thread).
@@ -156,7 +168,7 @@ void run(const Node& n) {
 // Runs `n` now, or appends it to the graph of the capturing stream `s`.
 CUresult issue(void* s, Node n) {
     if (Stream* st = capturing(s)) {
-        st->capture->nodes.push_back(std::move(n));
+        append(st, std::move(n));
     } else {
         run(n);
     }
@@ -294,6 +306,7 @@ CUresult cuStreamBeginCapture_v2(void* s, int mode) {
     st->capture = new Graph;
     st->invalidated = false;
     st->mode = mode;
+    st->last_node = nullptr;
     st->owner = std::this_thread::get_id();
     capturing_here = st;
     return OK;
@@ -315,6 +328,49 @@ CUresult cuStreamEndCapture(void* s, void** graph) {
     *graph = g;
     return OK;
 }
+// The capture's state and its last node (the dependency the next captured operation gets).
+CUresult cuStreamGetCaptureInfo_v3(void* s, int* status, unsigned long long* id, void** graph,
+                                   void* const** deps, const void** edges, size_t* count) {
+    Stream* st = stream_of(s);
+    const bool on = st && st->capture;
+    if (status) *status = !on ? 0 : st->invalidated ? 2 : 1;
+    if (id) *id = 0;
+    if (graph) *graph = on ? st->capture : nullptr;
+    if (deps) *deps = on && st->last_node ? &st->last_node : nullptr;
+    if (edges) *edges = nullptr;
+    if (count) *count = on && st->last_node ? 1 : 0;
+    return OK;
+}
+
+// CUDA_KERNEL_NODE_PARAMS (v2): the layout of cuda.h.
+struct KernelNodeParams {
+    void* func;
+    unsigned grid[3], block[3], smem;
+    void** params;
+    void** extra;
+    void* kern;
+    void* ctx;
+};
+
+// Gives kernel node `node` of an instantiated graph new launch arguments (same kernel).
+CUresult cuGraphExecKernelNodeSetParams_v2(void* exec, void* node, const KernelNodeParams* p) {
+    auto* ge = static_cast<GraphExec*>(exec);
+    if (!ge || !p || !node) return INVALID_VALUE;
+    const size_t i = node_index(node);
+    if (i >= ge->nodes.size() || ge->nodes[i].kind != Node::KERNEL) return INVALID_VALUE;
+    Node& n = ge->nodes[i];
+    if (p->func != n.fn || p->extra || p->kern) {
+        std::fprintf(stderr, "emu: cuGraphExecKernelNodeSetParams: another kernel, `extra` or a CUkernel (not emulated)\n");
+        return INVALID_VALUE;
+    }
+    n.grid = emu_uint3{p->grid[0], p->grid[1], p->grid[2]};
+    n.block = emu_uint3{p->block[0], p->block[1], p->block[2]};
+    n.smem = p->smem;
+    auto* base = reinterpret_cast<unsigned char*>(n.args.data());
+    for (int k = 0; k < n.fn->params; ++k) std::memcpy(base + n.offsets[k], p->params[k], n.fn->sizes[k]);
+    return OK;
+}
+
 CUresult cuStreamIsCapturing(void* s, int* status) {
     Stream* st = stream_of(s);
     *status = !st || !st->capture ? 0 : st->invalidated ? 2 : 1;
@@ -512,7 +568,7 @@ CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigne
         n.args.resize(bytes / sizeof(std::max_align_t) + 1);
         auto* base = reinterpret_cast<unsigned char*>(n.args.data());
         for (int i = 0; i < f->params; ++i) std::memcpy(base + n.offsets[i], params[i], f->sizes[i]);
-        st->capture->nodes.push_back(std::move(n));
+        append(st, std::move(n));
         return OK;
     }
     emu::launch(f->name, f->invoke, emu_uint3{gx, gy, gz}, emu_uint3{bx, by, bz}, smem, params);
@@ -528,7 +584,7 @@ int emu_stream_enqueue(void* stream, void (*call)(void*), void* data, void (*rel
     Node n{Node::HOST};
     n.call = call;
     n.data = std::shared_ptr<void>(data, release);
-    st->capture->nodes.push_back(std::move(n));
+    append(st, std::move(n));
     return 1;
 }
 

@@ -40,6 +40,10 @@ pub mod prelude {
     };
 }
 
+/// Steps of one shape a backend may run before [`Memory::run_step`] replays them (the CUDA
+/// backend runs two directly, to fill its pool, and captures two graphs).
+pub const STEPS_BEFORE_REPLAY: usize = 4;
+
 /// The largest count of windows (batch), heads or positions (n) one kernel launch can take:
 /// CUDA limits the y and z grid dimensions, which the attention kernels spend on them, to
 /// 65535 blocks. Configurations are checked against it on every device alike.
@@ -89,6 +93,21 @@ pub trait Memory {
     fn axpy(&self, alpha: f32, x: View<Self::Buf>, y: ViewMut<Self::Buf>);
     /// Σ x² (for the global gradient norm).
     fn sum_squares(&self, x: View<Self::Buf>) -> f64;
+
+    /// Runs one training step's device work `step`. `key` names the step's shape (the batch
+    /// size; None for a step that must run directly, e.g. one that reads a result back): a
+    /// backend may capture a shape's step once and replay it (the CUDA backend runs it as one
+    /// graph launch, src/backend/cuda/step_graph.rs). The result is the same either way.
+    fn run_step(&self, _key: Option<u64>, step: &mut dyn FnMut()) {
+        step()
+    }
+
+    /// Whether ops should keep their shapes independent of the data (the classifier loss then
+    /// runs over every row instead of the rows with a target), so that a replayed step meets
+    /// the same shapes as its capture.
+    fn static_shapes(&self) -> bool {
+        false
+    }
 
     /// What this backend has done so far: allocations, launches, GEMMs, fills, transfers
     /// (`pasa bench` reports the difference over a step).

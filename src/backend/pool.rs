@@ -36,6 +36,15 @@ impl<R> Pool<R> {
         self.lock().get_mut(&len).and_then(Vec::pop)
     }
 
+    /// The freed buffer of `len` elements for which `is` holds, if any (a replayed step graph
+    /// takes back exactly the buffers its capture used).
+    pub fn take_where(&self, len: usize, is: impl Fn(&R) -> bool) -> Option<R> {
+        let mut free = self.lock();
+        let list = free.get_mut(&len)?;
+        let at = list.iter().position(is)?;
+        Some(list.remove(at))
+    }
+
     fn put(&self, len: usize, raw: R) {
         self.lock().entry(len).or_default().push(raw);
     }
@@ -119,6 +128,7 @@ pub struct Counters {
     gemms: AtomicU64,
     fills: AtomicU64,
     transfers: AtomicU64,
+    graph_launches: AtomicU64,
 }
 
 /// A snapshot of [`Counters`]; the difference of two is what happened in between.
@@ -136,6 +146,9 @@ pub struct Counts {
     pub fills: u64,
     /// Host↔device copies (uploads and downloads).
     pub transfers: u64,
+    /// Replays of a captured CUDA graph (each stands for a whole step's launches, GEMMs,
+    /// fills and uploads, which are then not counted one by one).
+    pub graph_launches: u64,
 }
 
 impl Counts {
@@ -148,6 +161,7 @@ impl Counts {
             gemms: self.gemms - earlier.gemms,
             fills: self.fills - earlier.fills,
             transfers: self.transfers - earlier.transfers,
+            graph_launches: self.graph_launches - earlier.graph_launches,
         }
     }
 }
@@ -162,6 +176,7 @@ impl Counters {
             gemms: get(&self.gemms),
             fills: get(&self.fills),
             transfers: get(&self.transfers),
+            graph_launches: get(&self.graph_launches),
         }
     }
     pub fn allocation(&self, bytes: usize) {
@@ -180,6 +195,9 @@ impl Counters {
     }
     pub fn transfer(&self) {
         self.transfers.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn graph_launch(&self) {
+        self.graph_launches.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -173,12 +173,19 @@ pub struct TrainCase<B: Backend> {
     batch: Batch,
     optim: AdamConfig,
     seed: u64,
+    /// Whether the step may run as a captured graph (the backend decides; off when profiling:
+    /// a replay records no range times).
+    pub graphs: bool,
+    /// This case's key for the backend's step graphs (unique per case: another model's step
+    /// on the same backend is another graph).
+    key: u64,
 }
 
 impl<B: Backend> TrainCase<B> {
     pub fn new(b: &B, cfg: ModelConfig, batch: usize, seed: u64) -> Result<Self> {
         let model = Model::new(cfg)?;
         let state = OptState::new(b, &model.params.init(seed));
+        let rows = batch as u64;
         let batch = random_batch(batch, model.cfg.n, model.cfg.items, seed);
         Ok(TrainCase {
             model,
@@ -186,6 +193,11 @@ impl<B: Backend> TrainCase<B> {
             batch,
             optim: AdamConfig::default(),
             seed,
+            graphs: true,
+            key: {
+                static CASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 32 | rows
+            },
         })
     }
 
@@ -197,13 +209,17 @@ impl<B: Backend> TrainCase<B> {
     /// One step, inside a "step" range as the training loop's (what `--profile` divides by).
     pub fn step(&mut self, b: &B) {
         let _step = Range::open(b, "step");
-        let st = &mut self.state;
-        st.zero_grad(b);
-        let mut tape = Tape::new(b, &st.params, true);
-        let seed = rng::derive(self.seed, st.step as u64 + 1);
-        let loss = self.model.loss(&mut tape, &self.batch, seed);
-        tape.backward(loss, &mut st.grads);
-        drop(tape);
-        st.step(b, &self.optim);
+        let key = self.graphs.then_some(self.key);
+        let (st, model, batch, optim) = (&mut self.state, &self.model, &self.batch, &self.optim);
+        let base = self.seed;
+        b.run_step(key, &mut || {
+            st.zero_grad(b);
+            let mut tape = Tape::new(b, &st.params, true);
+            let seed = rng::derive(base, st.step as u64 + 1);
+            let loss = model.loss(&mut tape, batch, seed);
+            tape.backward(loss, &mut st.grads);
+            drop(tape);
+            st.step(b, optim);
+        });
     }
 }

@@ -12,6 +12,7 @@ pub mod report;
 
 use crate::backend::pool::Counts;
 use crate::backend::profile::RangeTime;
+use crate::backend::STEPS_BEFORE_REPLAY;
 use crate::backend::{Backend, MAX_GRID_YZ};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
@@ -290,7 +291,15 @@ pub fn run<B: Backend>(
         drop(attn);
 
         let mut train = TrainCase::new(b, cfg, plan.shape.batch, SEED)?;
-        let t = time(b, warmup, iters, plan.profile, || train.step(b));
+        // Profiled steps run directly (a replayed graph has no range times); otherwise the
+        // untimed steps cover a graph's warm-up and captures, so the timed ones are replays.
+        train.graphs = !plan.profile;
+        let train_warmup = if plan.profile {
+            warmup
+        } else {
+            warmup.max(STEPS_BEFORE_REPLAY)
+        };
+        let t = time(b, train_warmup, iters, plan.profile, || train.step(b));
         record(name, Case::TrainStep, t, Work::Tokens(train.tokens()));
     }
     Ok(out)

@@ -79,7 +79,7 @@ pub fn counts_line(m: &Measurement) -> String {
     let c = &m.counts;
     let per = |x| figure(m.per_call(x));
     format!(
-        "{:<8} per step: {} launches, {} GEMMs, {} fills, {} allocations ({}), {} transfers",
+        "{:<8} per step: {} launches, {} GEMMs, {} fills, {} allocations ({}), {} transfers, {} graph launches",
         "",
         per(c.launches),
         per(c.gemms),
@@ -87,6 +87,7 @@ pub fn counts_line(m: &Measurement) -> String {
         per(c.allocations),
         bytes(m.per_call(c.allocated_bytes)),
         per(c.transfers),
+        per(c.graph_launches),
     )
 }
 
@@ -175,6 +176,7 @@ pub fn to_json(device: &str, plan: &BenchPlan, rows: &[Measurement]) -> Value {
                 "allocations": m.per_call(c.allocations),
                 "allocated_bytes": m.per_call(c.allocated_bytes),
                 "transfers": m.per_call(c.transfers),
+                "graph_launches": m.per_call(c.graph_launches),
             });
             if let Some(p) = &m.profile {
                 let all: f64 = p.iter().map(|r| r.self_ms).sum();

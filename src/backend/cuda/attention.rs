@@ -391,6 +391,7 @@ impl Attention for Cuda {
             ws_dl: self.addr(&ws),
             dims: self.mix_dims(s),
             groups: to_i32(groups),
+            pad: 0,
         };
         self.launch_params(
             "mix_bwd",

@@ -7,6 +7,7 @@
 //! transpose flag (the stored matrix read column-major already is the transpose).
 
 use super::launch::{int, size, to_i32, Arg};
+use super::step_graph::OpSig;
 use super::Cuda;
 use super::GpuBuf;
 use crate::backend::{Dense, DeviceBuf, Gemm, Memory, Strided, View, ViewMut};
@@ -129,6 +130,25 @@ impl Dense for Cuda {
             beta: g.beta,
             ldc: to_i32(n.max(1)),
         };
+        // A step replayed as a graph holds the GEMM back: it is in the graph, and must recur
+        // exactly (it takes no per-step value).
+        let words = [
+            m,
+            n,
+            k,
+            g.trans_a as usize,
+            g.trans_b as usize,
+            g.batch,
+            g.stride_a,
+            g.stride_b,
+            g.stride_c,
+        ];
+        let mut desc: Vec<u64> = words.iter().map(|&w| w as u64).collect();
+        desc.extend([g.alpha.to_bits() as u64, g.beta.to_bits() as u64]);
+        let addrs = [self.ptr(a), self.ptr(b), self.ptr_mut(&c)];
+        if !self.issue_op(OpSig::Gemm(addrs, desc)) {
+            return;
+        }
         let av = (**a.buf).slice(a.off..a.off + a.len);
         let bv = (**b.buf).slice(b.off..b.off + b.len);
         let mut cv = (**c.buf).slice_mut(c.off..c.off + c.len);

@@ -52,6 +52,11 @@ impl Graph {
             .map_err(driver_err("uploading a CUDA graph failed"))
     }
 
+    /// The instantiated graph's driver handle (for patching its nodes' arguments).
+    pub(super) fn exec(&self) -> cudarc::driver::sys::CUgraphExec {
+        self.graph.cu_graph_exec()
+    }
+
     /// Kernel launches (GEMMs included) the capture recorded, by the backend's own counters.
     pub fn launches(&self) -> usize {
         self.ops

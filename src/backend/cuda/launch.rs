@@ -7,11 +7,12 @@
 //! single parameter struct of `params.rs` (mirrored in `kernels/params.cuh`), launched by
 //! [`Cuda::launch_params`].
 
+use super::step_graph::Param;
 use super::Cuda;
 use super::GpuBuf;
 use crate::backend::{View, ViewMut, MAX_GRID_YZ};
 use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr};
 
 /// One kernel parameter, by its C type.
 #[derive(Debug, Clone, Copy)]
@@ -111,23 +112,23 @@ impl Cuda {
         shared_mem_bytes: u32,
         args: &[Arg],
     ) {
-        let mut b = self.stream.launch_builder(self.func(name));
-        for a in args {
-            match a {
-                Arg::Ptr(x) | Arg::U64(x) => b.arg(x),
-                Arg::I32(x) => b.arg(x),
-                Arg::F32(x) => b.arg(x),
-            };
-        }
+        let params = args
+            .iter()
+            .map(|a| match a {
+                Arg::Ptr(x) | Arg::U64(x) => Param::of(x),
+                Arg::I32(x) => Param::of(x),
+                Arg::F32(x) => Param::of(x),
+            })
+            .collect();
         // SAFETY: every launcher passes the parameters in the order and with the C types of
         // the kernel's documented contract, pointers into live buffers of the lengths the
         // kernel indexes (checked by the launchers against the views they are given).
-        unsafe { self.launch_on(b, name, grid, block, shared_mem_bytes) }
+        unsafe { self.launch_on(params, name, grid, block, shared_mem_bytes) }
     }
 
     /// Launch kernel `name`, whose one parameter is the struct `params` (see
     /// [`Self::launch_on`]).
-    pub(super) fn launch_params<P: DeviceRepr>(
+    pub(super) fn launch_params<P: DeviceRepr + Copy>(
         &self,
         name: &'static str,
         grid: (u32, u32, u32),
@@ -135,24 +136,23 @@ impl Cuda {
         shared_mem_bytes: u32,
         params: &P,
     ) {
-        let mut b = self.stream.launch_builder(self.func(name));
-        b.arg(params);
         // SAFETY: `P` mirrors the kernel's parameter struct (layouts asserted on both sides,
         // params.rs); its pointers address live buffers of the lengths the kernel indexes
         // (checked by the launchers against the views they are given).
-        unsafe { self.launch_on(b, name, grid, block, shared_mem_bytes) }
+        unsafe { self.launch_on(vec![Param::of(params)], name, grid, block, shared_mem_bytes) }
     }
 
-    /// Launch the kernel of `args` on the backend's stream. An empty grid launches nothing
-    /// (every kernel's work is then empty too). Launch errors are fatal: they mean a broken
-    /// contract or a dead device, never bad user input. With `PASA_CUDA_SYNC=1` every launch
-    /// is followed by a synchronisation, so that an asynchronous fault names its kernel.
+    /// Launch kernel `name` with `params` on the backend's stream, or record or replay it when
+    /// the step runs as a graph (step_graph.rs). An empty grid launches nothing (every
+    /// kernel's work is then empty too). Launch errors are fatal: they mean a broken contract
+    /// or a dead device, never bad user input. With `PASA_CUDA_SYNC=1` every launch is
+    /// followed by a synchronisation, so that an asynchronous fault names its kernel.
     ///
     /// # Safety
-    /// `args` holds the kernel's parameters, as its contract types them.
+    /// `params` holds the kernel's parameters, as its contract types them.
     unsafe fn launch_on(
         &self,
-        mut args: LaunchArgs,
+        params: Vec<Param>,
         name: &'static str,
         grid: (u32, u32, u32),
         block: (u32, u32, u32),
@@ -161,22 +161,15 @@ impl Cuda {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return;
         }
-        self.counters.launch();
         // The configuration checks keep batch, heads and n within this (MAX_GRID_YZ); a launch
         // past it would fail with an opaque CUDA_ERROR_INVALID_VALUE.
         assert!(
             grid.1 as usize <= MAX_GRID_YZ && grid.2 as usize <= MAX_GRID_YZ,
             "cuda: {name} needs a grid of {grid:?}, past CUDA's limit of {MAX_GRID_YZ} blocks in y and z"
         );
-        let cfg = LaunchConfig {
-            grid_dim: grid,
-            block_dim: block,
-            shared_mem_bytes,
-        };
         // SAFETY: the caller vouches for the parameters; the configuration is checked above.
-        unsafe { args.launch(cfg) }
-            .unwrap_or_else(|e| panic!("cuda: launching {name} {grid:?}×{block:?} failed: {e}"));
-        if self.sync_each_launch {
+        unsafe { self.issue_kernel(name, grid, block, shared_mem_bytes, params) };
+        if self.sync_each_launch && !self.replaying() {
             self.stream
                 .synchronize()
                 .unwrap_or_else(|e| panic!("cuda: kernel {name} failed: {e}"));

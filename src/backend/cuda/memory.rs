@@ -2,6 +2,7 @@
 //! that are driver calls: allocation, uploads, downloads and device-to-device copies.
 
 use super::launch::{size, Arg};
+use super::step_graph::OpSig;
 use super::{Cuda, GpuBuf, GpuInts};
 use crate::backend::pool::Counts;
 use crate::backend::profile::RangeTime;
@@ -45,6 +46,12 @@ impl Memory for Cuda {
     fn alloc_u32(&self, len: usize) -> GpuInts {
         self.alloc_ints(len)
     }
+    fn run_step(&self, key: Option<u64>, step: &mut dyn FnMut()) {
+        self.run_step_graph(key, step)
+    }
+    fn static_shapes(&self) -> bool {
+        self.graphs_on
+    }
     fn counts(&self) -> Counts {
         self.counters.snapshot()
     }
@@ -65,6 +72,7 @@ impl Memory for Cuda {
         if x.len == 0 {
             return Vec::new();
         }
+        self.check_no_step_download();
         self.counters.transfer();
         let v = self
             .stream
@@ -83,6 +91,7 @@ impl Memory for Cuda {
         if len == 0 {
             return Vec::new();
         }
+        self.check_no_step_download();
         self.counters.transfer();
         let v = self
             .stream
@@ -102,6 +111,14 @@ impl Memory for Cuda {
     fn copy(&self, src: View<GpuBuf>, dst: ViewMut<GpuBuf>) {
         assert_eq!(src.len, dst.len, "copy: lengths differ");
         if src.len == 0 {
+            return;
+        }
+        let sig = OpSig::Copy {
+            dst: self.ptr_mut(&dst),
+            src: self.ptr(src),
+            bytes: 4 * src.len,
+        };
+        if !self.issue_op(sig) {
             return;
         }
         let s = (**src.buf).slice(src.off..src.off + src.len);

@@ -29,6 +29,7 @@ mod params;
 mod pointwise;
 mod profile;
 mod rank;
+mod step_graph;
 
 pub use device::{cuda_available, device_info};
 pub use graph::{Graph, Pinned};
@@ -81,6 +82,12 @@ pub struct Cuda {
     /// The range profiler (marks are indices into `events`).
     profiler: Profiler<usize>,
     events: Mutex<profile::EventPool>,
+    /// How device work is issued: directly, into a graph, or held back for a replay.
+    mode: Mutex<step_graph::Mode>,
+    /// The training-step graphs by batch shape.
+    step_graphs: Mutex<step_graph::StepGraphs>,
+    /// Steps run as graphs (`PASA_CUDA_GRAPH=0` turns them off).
+    graphs_on: bool,
 }
 
 /// A device buffer of the CUDA backend: returns to the backend's pool when dropped.
@@ -164,6 +171,9 @@ impl Cuda {
             capturing: AtomicBool::new(false),
             profiler: Profiler::default(),
             events: Mutex::default(),
+            mode: Mutex::default(),
+            step_graphs: Mutex::default(),
+            graphs_on: std::env::var("PASA_CUDA_GRAPH").map_or(true, |v| v != "0"),
         };
         cuda.allow_large_shared_memory()?;
         Ok(cuda)
@@ -200,14 +210,20 @@ impl Cuda {
     /// A device buffer of `len` floats from the pool, or a fresh one (counted); contents
     /// unspecified.
     fn alloc(&self, len: usize) -> GpuBuf {
-        let raw = self.pool.take(len).unwrap_or_else(|| self.fresh(len));
+        let raw = self
+            .take_step_buffer(&self.pool, len)
+            .unwrap_or_else(|| self.fresh(len));
         Pooled::new(raw, len, &self.pool)
     }
 
     /// A pooled device buffer of `len` zeros (one stream-ordered memset, counted as a fill).
     fn zeroed(&self, len: usize) -> GpuBuf {
         let mut b = self.alloc(len);
-        if len > 0 {
+        let sig = step_graph::OpSig::Memset {
+            dst: self.addr(&b),
+            bytes: 4 * len,
+        };
+        if len > 0 && self.issue_op(sig) {
             self.counters.fill();
             self.stream
                 .memset_zeros(&mut b.slice_mut(0..len))
@@ -218,7 +234,9 @@ impl Cuda {
 
     /// A device index buffer of `len` from the pool, or a fresh one (counted).
     fn alloc_ints(&self, len: usize) -> GpuInts {
-        let raw = self.ints.take(len).unwrap_or_else(|| self.fresh(len));
+        let raw = self
+            .take_step_buffer(&self.ints, len)
+            .unwrap_or_else(|| self.fresh(len));
         Pooled::new(raw, len, &self.ints)
     }
 
@@ -237,6 +255,13 @@ impl Cuda {
     /// Copies host data into a pooled device buffer.
     fn upload_into<T: DeviceRepr + ValidAsZeroBits>(&self, data: &[T], dst: &mut CudaSlice<T>) {
         if data.is_empty() {
+            return;
+        }
+        // SAFETY: the elements' bytes (plain device-representable data) for the staging copy.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data))
+        };
+        if self.stage_upload(bytes, self.addr(dst)) {
             return;
         }
         self.counters.transfer();

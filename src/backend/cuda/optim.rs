@@ -24,6 +24,7 @@ impl Optim for Cuda {
             weight_decay: st.weight_decay,
             step: to_i32(st.step as usize),
             grad_scale: st.grad_scale,
+            pad: 0,
         };
         let grid = (self.flat_grid(n), 1, 1);
         self.launch_params("adam", grid, (FLAT_BLOCK, 1, 1), 0, &p);

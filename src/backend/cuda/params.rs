@@ -105,6 +105,8 @@ pub(super) struct MixBwdParams {
     pub ws_dl: CUdeviceptr,
     pub dims: MixDims,
     pub groups: i32,
+    /// Explicit padding to the 8-byte size, always 0 (a step graph compares argument bytes).
+    pub pad: i32,
 }
 
 /// The parameter of `adam`.
@@ -123,6 +125,8 @@ pub(super) struct AdamParams {
     pub weight_decay: f32,
     pub step: i32,
     pub grad_scale: f32,
+    /// Explicit padding to the 8-byte size, always 0 (a step graph compares argument bytes).
+    pub pad: i32,
 }
 
 // SAFETY: plain #[repr(C)] data (integers, floats, device addresses) laid out as the kernels'
@@ -160,9 +164,9 @@ layout!(AttnBwdParams, 184, {
 layout!(MixDims, 24, { batch: 0, n: 4, heads: 8, dh: 12, l_kind: 16, l_heads: 20 });
 layout!(MixFwdParams, 56, { v: 0, l: 8, start: 16, out: 24, dims: 32 });
 layout!(MixBwdParams, 80, {
-    v: 0, l: 8, start: 16, dout: 24, dv: 32, ws_dl: 40, dims: 48, groups: 72,
+    v: 0, l: 8, start: 16, dout: 24, dv: 32, ws_dl: 40, dims: 48, groups: 72, pad: 76,
 });
 layout!(AdamParams, 72, {
     param: 0, grad: 8, m: 16, v: 24, count: 32, lr: 40, beta1: 44, beta2: 48, eps: 52,
-    weight_decay: 56, step: 60, grad_scale: 64,
+    weight_decay: 56, step: 60, grad_scale: 64, pad: 68,
 });
