@@ -1064,8 +1064,8 @@ def main() -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda"],
                    default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--model", nargs="+", default=["sasrec", "pasa"], type=_models,
-                   help="models (space- or comma-separated)")
+    p.add_argument("--model", nargs="+", default=None, type=_models,
+                   help="models, space- or comma-separated (default: sasrec pasa)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--d", type=int, default=64)
@@ -1089,7 +1089,8 @@ def main() -> int:
                    help="validate the PyTorch model (and against pasa) instead of timing")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     a = p.parse_args()
-    a.model = [m for ms in a.model for m in ms]
+    # argparse does not pass a default through `type`: flatten only what was given.
+    a.model = [m for ms in a.model for m in ms] if a.model else ["sasrec", "pasa"]
     if a.peers:
         a.peers = [x for xs in a.peers for x in xs]
     for key in ("batch", "n", "d", "blocks", "heads", "items", "iters", "threads"):

@@ -61,19 +61,42 @@ impl<R> Pool<R> {
     }
 }
 
+/// The capacity a pool that files buffers by size class gives a request of `len` elements:
+/// `len` rounded up to one of 8 steps per doubling (at most 12.5 % more; multiples of 256
+/// below 4096). Where lengths vary from step to step (the rows with a target, on the CPU),
+/// a pool filed by exact length would keep a free list for every length ever seen and grow
+/// without bound; by class, a few dozen lists serve every length.
+pub fn size_class(len: usize) -> usize {
+    if len <= 4096 {
+        return len.div_ceil(256) * 256;
+    }
+    let step = 1usize << (usize::BITS - 1 - len.leading_zeros() - 3);
+    len.div_ceil(step) * step
+}
+
 /// A raw buffer that returns to its pool when dropped. Dereferences to the raw buffer.
 pub struct Pooled<R> {
     raw: Option<R>,
     len: usize,
+    /// The length it is filed under in its pool (its size class, or `len`).
+    key: usize,
     pool: Arc<Pool<R>>,
 }
 
 impl<R> Pooled<R> {
-    /// Wraps `raw` (of `len` elements) so that it goes back to `pool` when dropped.
+    /// Wraps `raw` (of `len` elements) so that it goes back to `pool` when dropped, filed
+    /// under `len`.
     pub fn new(raw: R, len: usize, pool: &Arc<Pool<R>>) -> Self {
+        Self::filed(raw, len, len, pool)
+    }
+
+    /// Wraps `raw` (`len` elements in use) so that it goes back to `pool` filed under `key`
+    /// (its capacity's [`size_class`]).
+    pub fn filed(raw: R, len: usize, key: usize, pool: &Arc<Pool<R>>) -> Self {
         Pooled {
             raw: Some(raw),
             len,
+            key,
             pool: Arc::clone(pool),
         }
     }
@@ -108,7 +131,7 @@ impl<R> DerefMut for Pooled<R> {
 impl<R> Drop for Pooled<R> {
     fn drop(&mut self) {
         if let Some(raw) = self.raw.take() {
-            self.pool.put(self.len, raw);
+            self.pool.put(self.key, raw);
         }
     }
 }
@@ -224,6 +247,25 @@ mod tests {
         assert_eq!(pool.take(4), Some(vec![1u8; 4]));
         assert_eq!(pool.take(4), None);
         assert_eq!(pool.take(8), Some(vec![3u8; 8]));
+    }
+
+    #[test]
+    fn size_classes_cover_a_length_with_little_waste_and_are_few() {
+        let mut classes = std::collections::BTreeSet::new();
+        for len in 1..=200_000usize {
+            let c = size_class(len);
+            assert!(c >= len, "class {c} of {len}");
+            if len > 4096 {
+                assert!(
+                    c * 8 <= len * 9,
+                    "class {c} of {len}: more than 12.5 % over"
+                );
+            }
+            assert_eq!(size_class(c), c, "a class is its own class");
+            classes.insert(c);
+        }
+        // 16 below 4096, then 8 per doubling up to 2^18.
+        assert!(classes.len() <= 16 + 8 * 6, "{} classes", classes.len());
     }
 
     #[test]

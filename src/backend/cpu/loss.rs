@@ -36,12 +36,7 @@ pub fn cross_entropy_in_place<T: Real>(
             }
             let t = t as usize;
             let zt = d[t];
-            let m = d[1..].iter().copied().fold(T::NEG_INFINITY, T::max);
-            let mut sum = T::ZERO;
-            for x in &mut d[1..] {
-                *x = (*x - m).exp();
-                sum += *x;
-            }
+            let (m, sum) = T::exp_shifted(&mut d[1..]);
             *l = m + sum.ln() - zt;
             let k = s / sum;
             d[1..].iter_mut().for_each(|x| *x *= k);

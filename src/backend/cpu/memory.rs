@@ -4,9 +4,10 @@
 
 use super::real::Real;
 use super::{s, sm, Cpu, HostBuf, HostInts};
-use crate::backend::pool::{Counts, Pooled};
+use crate::backend::pool::{size_class, Counters, Counts, Pool, Pooled};
 use crate::backend::profile::RangeTime;
 use crate::backend::{DeviceBuf, Memory, View, ViewMut};
+use std::sync::Arc;
 use std::time::Instant;
 
 impl<R> DeviceBuf for Pooled<R> {
@@ -20,17 +21,30 @@ impl<T: Real> Cpu<T> {
     /// through f32, as `upload` does): for the f64 gradient checks.
     pub fn adopt(&self, data: Vec<T>) -> HostBuf<T> {
         let len = data.len();
-        Pooled::new(data, len, &self.pool)
+        Pooled::filed(data, len, size_class(len), &self.pool)
     }
 
     /// A buffer of `len` elements from the pool, or a fresh one (counted) when none is free.
     fn take(&self, len: usize) -> HostBuf<T> {
-        let raw = self.pool.take(len).unwrap_or_else(|| {
-            self.counters.allocation(len * std::mem::size_of::<T>());
-            vec![T::ZERO; len]
-        });
-        Pooled::new(raw, len, &self.pool)
+        take_filed(&self.pool, &self.counters, len)
     }
+}
+
+/// A vector of `len` elements from `pool`, which files them by [`size_class`] (lengths vary
+/// on the CPU: the rows with a target differ from batch to batch), or a fresh one (counted)
+/// with the class's capacity. Its contents are whatever it held (zeros when fresh).
+fn take_filed<E: Copy + Default>(
+    pool: &Arc<Pool<Vec<E>>>,
+    counters: &Counters,
+    len: usize,
+) -> Pooled<Vec<E>> {
+    let class = size_class(len);
+    let mut raw = pool.take(class).unwrap_or_else(|| {
+        counters.allocation(class * std::mem::size_of::<E>());
+        Vec::with_capacity(class)
+    });
+    raw.resize(len, E::default());
+    Pooled::filed(raw, len, class, pool)
 }
 
 /// Σ x², in f64 and in index order (one sequential pass: no thread-dependent grouping).
@@ -66,24 +80,12 @@ impl<T: Real> Memory for Cpu<T> {
         b
     }
     fn upload_u32(&self, data: &[u32]) -> HostInts {
-        let raw = match self.ints.take(data.len()) {
-            Some(mut v) => {
-                v.copy_from_slice(data);
-                v
-            }
-            None => {
-                self.counters.allocation(4 * data.len());
-                data.to_vec()
-            }
-        };
-        Pooled::new(raw, data.len(), &self.ints)
+        let mut b = take_filed(&self.ints, &self.counters, data.len());
+        b.copy_from_slice(data);
+        b
     }
     fn alloc_u32(&self, len: usize) -> HostInts {
-        let raw = self.ints.take(len).unwrap_or_else(|| {
-            self.counters.allocation(4 * len);
-            vec![0; len]
-        });
-        Pooled::new(raw, len, &self.ints)
+        take_filed(&self.ints, &self.counters, len)
     }
     fn download_u32(&self, x: &HostInts) -> Vec<u32> {
         x.to_vec()
@@ -129,5 +131,35 @@ impl<T: Real> Memory for Cpu<T> {
     }
     fn sum_squares(&self, x: View<HostBuf<T>>) -> f64 {
         sum_squares(s(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths that change from step to step (rows with a target) reuse a few size classes
+    /// instead of allocating, and keeping, a buffer per length.
+    #[test]
+    fn varying_lengths_reuse_a_few_buffers() {
+        let cpu = Cpu::<f32>::new();
+        let before = cpu.counts();
+        for len in (5_000..60_000).step_by(37) {
+            let a = cpu.alloc(len);
+            let b = cpu.zeros(len + 1);
+            assert_eq!((a.len(), b.len()), (len, len + 1));
+            assert!(b.iter().all(|&x| x == 0.0));
+            let i = cpu.alloc_u32(len / 2);
+            assert_eq!(i.len(), len / 2);
+        }
+        let allocated = cpu.counts().since(before).allocations;
+        assert!(
+            allocated <= 3 * 32,
+            "{allocated} allocations for 1 487 lengths"
+        );
+        // One free buffer per class seen (about 30 classes of at most 68 000), where one per
+        // length would be about 90 million elements.
+        let free = cpu.pool.free_elements();
+        assert!(free <= 2 * 32 * 68_000, "{free} elements held free");
     }
 }

@@ -18,6 +18,7 @@ pub mod optim;
 pub mod pointwise;
 pub mod rank;
 pub mod real;
+pub mod vexp;
 
 use super::pool::{Counters, Pool, Pooled};
 use super::profile::Profiler;

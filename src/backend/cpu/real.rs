@@ -42,6 +42,10 @@ pub trait Real:
     fn powf(self, e: Self) -> Self;
     fn max(self, o: Self) -> Self;
     fn is_finite(self) -> bool;
+    /// A softmax row's first pass: replaces every x by e^(x − m), m the row's maximum, and
+    /// returns (m, Σ). In f32 the vectorised loops of [`super::vexp`]; in f64 (the gradient
+    /// checks' precision) the library's exp.
+    fn exp_shifted(row: &mut [Self]) -> (Self, Self);
     /// Row-major strided matrix product (matrixmultiply's sgemm / dgemm).
     ///
     /// # Safety
@@ -67,7 +71,7 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, $exp_shifted:path) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -111,6 +115,9 @@ macro_rules! impl_real {
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
             }
+            fn exp_shifted(row: &mut [Self]) -> (Self, Self) {
+                $exp_shifted(row)
+            }
             unsafe fn gemm(
                 m: usize,
                 k: usize,
@@ -133,5 +140,20 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, matrixmultiply::sgemm);
-impl_real!(f64, matrixmultiply::dgemm);
+impl_real!(f32, matrixmultiply::sgemm, exp_shifted_f32);
+impl_real!(f64, matrixmultiply::dgemm, exp_shifted_exact);
+
+fn exp_shifted_f32(row: &mut [f32]) -> (f32, f32) {
+    let m = super::vexp::max(row);
+    (m, super::vexp::exp_shifted_sum(row, m))
+}
+
+fn exp_shifted_exact(row: &mut [f64]) -> (f64, f64) {
+    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    (m, sum)
+}
