@@ -523,7 +523,14 @@ fn all_cases(
 
 #[test]
 fn forward_matches_f64_reference() {
-    for (b, n, h, dh) in [(2, 1, 1, 3), (3, 7, 2, 5), (3, 33, 2, 3), (2, 20, 1, 16)] {
+    // n 150: the CPU's products run over blocks of 64 query rows (three, the last partial).
+    for (b, n, h, dh) in [
+        (2, 1, 1, 3),
+        (3, 7, 2, 5),
+        (3, 33, 2, 3),
+        (2, 20, 1, 16),
+        (2, 150, 2, 4),
+    ] {
         for c in all_cases(11 + n as u64, b, n, h, dh, 0.0) {
             check_forward(&c);
         }
@@ -537,6 +544,15 @@ fn gradients_match_finite_differences_small() {
         for c in all_cases(100 + n as u64 + h as u64, b, n, h, dh, 0.0) {
             check_grads(&c, usize::MAX);
         }
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences_over_row_blocks() {
+    // n = 130: three blocks of query rows in the CPU's products (sampled entries plus a
+    // directional derivative over all entries).
+    for c in all_cases(300, 2, 130, 1, 3, 0.0) {
+        check_grads(&c, 12);
     }
 }
 

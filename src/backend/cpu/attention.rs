@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::dense::{gemm_in, Mat};
 use super::real::Real;
 use super::{opt, opt_mut, s as sl, sm, Cpu, HostBuf, HostInts};
 use crate::backend::{
@@ -188,7 +189,6 @@ fn unused<T: Real>(g: &mut [T]) -> &mut [T] {
 
 /// Per-window scratch rows, allocated once per task.
 struct Rows<T> {
-    c: Vec<T>,
     sc: Vec<T>,
     u: Vec<T>,
     l: Vec<T>,
@@ -199,7 +199,6 @@ struct Rows<T> {
 impl<T: Real> Rows<T> {
     fn new(n: usize) -> Self {
         Rows {
-            c: vec![T::ZERO; n],
             sc: vec![T::ZERO; n],
             u: vec![T::ZERO; n],
             l: vec![T::ZERO; n],
@@ -209,35 +208,134 @@ impl<T: Real> Rows<T> {
     }
 }
 
-/// Unmodulated scores c_ij for j in st..=i of head h, row i of window b, into `c[st..=i]`.
-#[inline]
+/// Query rows per block of the causal products: a block of queries needs the keys up to its
+/// last row only, so the products skip most of the upper triangle.
+const ROW_BLOCK: usize = 64;
+
+/// A window's m×m matrices for one head (m = n − start, row stride m), allocated once per
+/// task: c the unmodulated scores, then (backward) dc; p the probabilities; a the weights on
+/// the values; e = dY·Vᵀ.
+struct Tiles<T> {
+    c: Vec<T>,
+    p: Vec<T>,
+    a: Vec<T>,
+    e: Vec<T>,
+}
+
+impl<T: Real> Tiles<T> {
+    fn new(n: usize, backward: bool) -> Self {
+        let nn = n * n;
+        let bw = if backward { nn } else { 0 };
+        Tiles {
+            c: vec![T::ZERO; nn],
+            p: vec![T::ZERO; bw],
+            a: vec![T::ZERO; nn],
+            e: vec![T::ZERO; bw],
+        }
+    }
+}
+
+/// The query blocks [r0, r1) of m rows.
+fn row_blocks(m: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..m)
+        .step_by(ROW_BLOCK)
+        .map(move |r0| (r0, (r0 + ROW_BLOCK).min(m)))
+}
+
+/// Where a window's head lies in its row-major [n, w] buffers: the first of its m rows at `at`,
+/// rows `w` apart, `dh` wide.
+#[derive(Clone, Copy)]
+struct Span {
+    at: usize,
+    w: usize,
+    dh: usize,
+}
+
+/// out = T·X (`transpose`: Tᵀ·X) for a lower-triangular m×m T (row stride m, zeros above the
+/// diagonal) and the m rows of X, into the m rows of out, by blocks: a block of T's rows
+/// needs its columns up to the block's end, a block of Tᵀ's rows (T's columns) needs T's rows
+/// from the block's start.
+fn lower_product<T: Real>(
+    tri: &[T],
+    m: usize,
+    transpose: bool,
+    x: &[T],
+    xr: Span,
+    out: &mut [T],
+    or: Span,
+) {
+    for (r0, r1) in row_blocks(m) {
+        let (k0, k1) = if transpose { (r0, m) } else { (0, r1) };
+        let t = if transpose {
+            Mat::rows_t(k0 * m + r0, m)
+        } else {
+            Mat::rows(r0 * m, m)
+        };
+        gemm_in(
+            (r1 - r0, k1 - k0, xr.dh),
+            T::ONE,
+            tri,
+            t,
+            x,
+            Mat::rows(xr.at + k0 * xr.w, xr.w),
+            T::ZERO,
+            out,
+            Mat::rows(or.at + r0 * or.w, or.w),
+        );
+    }
+}
+
+/// out[ii·m + jj] = α·a_ii·b_jj for jj ≤ ii < m (and some entries above the diagonal, not to
+/// be read), a the m rows of A, b those of B: a block of rows against B's rows up to its end.
+fn lower_outer<T: Real>(alpha: T, a: &[T], b: &[T], r: Span, m: usize, out: &mut [T]) {
+    for (r0, r1) in row_blocks(m) {
+        gemm_in(
+            (r1 - r0, r.dh, r1),
+            alpha,
+            a,
+            Mat::rows(r.at + r0 * r.w, r.w),
+            b,
+            Mat::rows_t(r.at, r.w),
+            T::ZERO,
+            out,
+            Mat::rows(r0 * m, m),
+        );
+    }
+}
+
+/// Unmodulated scores of head h, rows and keys st..n of window b, into c[ii·m + jj] for
+/// jj ≤ ii (ii = i − st, jj = j − st; other entries are not to be read): scale·q_i·k_j as
+/// one product per query block, or scale·pos_ij.
 #[allow(clippy::too_many_arguments)]
-fn scores_row<T: Real>(
+fn scores<T: Real>(
     s: &AttnShape,
     q: &[T],
     k: &[T],
     pos: &[T],
     b: usize,
     h: usize,
-    i: usize,
     st: usize,
     c: &mut [T],
 ) {
     let (n, w, dh) = (s.n, s.width(), s.dh);
+    let m = n - st;
     let scale = T::ONE / T::from_usize(s.dh).sqrt();
     match s.score {
         ScoreSource::Content => {
-            let qo = (b * n + i) * w + h * dh;
-            let qi = &q[qo..qo + dh];
-            for (j, cj) in c.iter_mut().enumerate().take(i + 1).skip(st) {
-                let ko = (b * n + j) * w + h * dh;
-                *cj = dot(qi, &k[ko..ko + dh]) * scale;
-            }
+            let r = Span {
+                at: (b * n + st) * w + h * dh,
+                w,
+                dh,
+            };
+            lower_outer(scale, q, k, r, m, c);
         }
         ScoreSource::Positional => {
-            let row = &pos[(h * n + i) * n..(h * n + i) * n + n];
-            for (cj, pj) in c[st..=i].iter_mut().zip(&row[st..=i]) {
-                *cj = *pj * scale;
+            for ii in 0..m {
+                let i = st + ii;
+                let row = &pos[(h * n + i) * n + st..(h * n + i) * n + i + 1];
+                for (cj, pj) in c[ii * m..ii * m + ii + 1].iter_mut().zip(row) {
+                    *cj = *pj * scale;
+                }
             }
         }
     }
@@ -269,40 +367,47 @@ pub fn attention_forward<T: Real>(
         .zip(lse.par_chunks_mut(heads * n))
         .enumerate()
         .for_each_init(
-            || Rows::new(n),
-            |r, (b, (yb, lseb))| {
+            || (Rows::new(n), Tiles::new(n, false)),
+            |(r, t), (b, (yb, lseb))| {
                 yb.fill(T::ZERO);
                 lseb.fill(T::ZERO);
                 let st = (start[b] as usize).min(n);
+                let m = n - st;
+                if m == 0 {
+                    return;
+                }
                 for h in 0..heads {
                     let uh = kernel_head(u, s.u, n, s.u_heads, h);
                     let lh = kernel_head(l, s.l, n, s.l_heads, h);
-                    for i in st..n {
-                        scores_row(s, q, k, pos, b, h, i, st, &mut r.c);
+                    scores(s, q, k, pos, b, h, st, &mut t.c);
+                    for ii in 0..m {
+                        let i = st + ii;
                         kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
                         kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
+                        let c = &t.c[ii * m..ii * m + ii + 1];
                         let mut mx = T::NEG_INFINITY;
-                        for j in st..=i {
-                            r.sc[j] = r.c[j] * r.u[j];
-                            mx = mx.max(r.sc[j]);
+                        for (jj, &cj) in c.iter().enumerate() {
+                            r.sc[jj] = cj * r.u[st + jj];
+                            mx = mx.max(r.sc[jj]);
                         }
                         let mut sum = T::ZERO;
-                        for j in st..=i {
-                            let e = (r.sc[j] - mx).exp();
-                            r.sc[j] = e;
-                            sum += e;
+                        for x in &mut r.sc[..=ii] {
+                            *x = (*x - mx).exp();
+                            sum += *x;
                         }
                         lseb[h * n + i] = mx + sum.ln();
                         let norm = T::ONE / sum;
-                        let yi = &mut yb[i * w + h * dh..i * w + (h + 1) * dh];
-                        for j in st..=i {
-                            let m = dropout_factor(s, b, h, i, j, inv);
-                            let a = r.sc[j] * norm * m * r.l[j];
-                            if a != T::ZERO {
-                                axpy(yi, a, &v[(b * n + j) * w + h * dh..][..dh]);
-                            }
+                        let (arow, above) = t.a[ii * m..(ii + 1) * m].split_at_mut(ii + 1);
+                        for (jj, a) in arow.iter_mut().enumerate() {
+                            let d = dropout_factor(s, b, h, i, st + jj, inv);
+                            *a = r.sc[jj] * norm * d * r.l[st + jj];
                         }
+                        above.fill(T::ZERO);
                     }
+                    // y_i = Σ_j a_ij v_j.
+                    let (vat, yat) = ((b * n + st) * w + h * dh, st * w + h * dh);
+                    let (vr, yr) = (Span { at: vat, w, dh }, Span { at: yat, w, dh });
+                    lower_product(&t.a, m, false, v, vr, yb, yr);
                 }
             },
         );
@@ -406,46 +511,64 @@ pub fn attention_backward<T: Real>(
                 dl: vec![T::ZERO; dl_len],
             };
             let mut r = Rows::new(n);
+            let mut t = Tiles::new(n, true);
             let b0 = g * per;
             let b1 = (b0 + per).min(s.batch);
             for b in b0..b1 {
                 let st = (start[b] as usize).min(n);
-                // Offsets of window b inside this group's gradient chunks.
-                let lo = (b - b0) * n * w;
+                let m = n - st;
+                if m == 0 {
+                    continue;
+                }
+                // Window b's rows st.. of head h: in the inputs, and in this group's chunks.
                 for h in 0..heads {
+                    let at = (b * n + st) * w + h * dh;
+                    let lat = ((b - b0) * n + st) * w + h * dh;
                     let uh = kernel_head(u, s.u, n, s.u_heads, h);
                     let lh = kernel_head(l, s.l, n, s.l_heads, h);
-                    for i in st..n {
-                        let ro = (b * n + i) * w + h * dh;
-                        let gi = &dy[ro..ro + dh];
-                        let di = dot(gi, &y[ro..ro + dh]);
+                    scores(s, q, k, pos, b, h, st, &mut t.c);
+                    // p_ij recomputed from lse; a_ij = p_ij·dropout_ij·L_ij, the weight of v_j.
+                    for ii in 0..m {
+                        let i = st + ii;
                         let lse_i = lse[(b * heads + h) * n + i];
-                        scores_row(s, q, k, pos, b, h, i, st, &mut r.c);
                         kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
                         kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
-                        let qi = if content { &q[ro..ro + dh] } else { &[][..] };
-                        for j in st..=i {
-                            let jo = (b * n + j) * w + h * dh;
-                            let p = (r.c[j] * r.u[j] - lse_i).exp();
-                            let m = dropout_factor(s, b, h, i, j, inv);
-                            let e = dot(gi, &v[jo..jo + dh]);
-                            let pm = p * m;
-                            let lj = lo + (j * w + h * dh);
-                            if pm != T::ZERO {
-                                axpy(&mut dvg[lj..lj + dh], pm * r.l[j], gi);
-                            }
-                            r.gl[j] = pm * e;
-                            let ds = p * (m * r.l[j] * e - di);
-                            r.gu[j] = ds * r.c[j];
-                            let dc = ds * r.u[j] * scale;
-                            if content {
-                                let li = lo + (i * w + h * dh);
-                                axpy(&mut dqg[li..li + dh], dc, &k[jo..jo + dh]);
-                                axpy(&mut dkg[lj..lj + dh], dc, qi);
-                            } else if dpos_len > 0 {
-                                part.dpos[(h * n + i) * n + j] += dc;
+                        let row = ii * m..ii * m + ii + 1;
+                        let (c, p) = (&t.c[row.clone()], &mut t.p[row]);
+                        let arow = &mut t.a[ii * m..(ii + 1) * m];
+                        for jj in 0..=ii {
+                            let j = st + jj;
+                            p[jj] = (c[jj] * r.u[j] - lse_i).exp();
+                            let d = dropout_factor(s, b, h, i, j, inv);
+                            arow[jj] = p[jj] * d * r.l[j];
+                        }
+                        arow[ii + 1..].fill(T::ZERO);
+                    }
+                    // dV = Aᵀ·dY; e = dY·Vᵀ.
+                    let (ir, gr) = (Span { at, w, dh }, Span { at: lat, w, dh });
+                    lower_product(&t.a, m, true, dy, ir, dvg, gr);
+                    lower_outer(T::ONE, dy, v, ir, m, &mut t.e);
+                    // Through the softmax: dc_ij (into c, in place), and the kernels' rows.
+                    for ii in 0..m {
+                        let i = st + ii;
+                        let ro = (b * n + i) * w + h * dh;
+                        let di = dot(&dy[ro..ro + dh], &y[ro..ro + dh]);
+                        kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
+                        kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
+                        let (crow, above) = t.c[ii * m..(ii + 1) * m].split_at_mut(ii + 1);
+                        let pe = t.p[ii * m..].iter().zip(&t.e[ii * m..]);
+                        for (jj, (c, (&p, &e))) in crow.iter_mut().zip(pe).enumerate() {
+                            let j = st + jj;
+                            let d = dropout_factor(s, b, h, i, j, inv);
+                            r.gl[j] = p * d * e;
+                            let ds = p * (d * r.l[j] * e - di);
+                            r.gu[j] = ds * *c;
+                            *c = ds * r.u[j] * scale;
+                            if !content && dpos_len > 0 {
+                                part.dpos[(h * n + i) * n + j] += *c;
                             }
                         }
+                        above.fill(T::ZERO);
                         if du_len > 0 {
                             let g = kernel_head_mut(&mut part.du, s.u, n, s.u_heads, h);
                             kernel_row_add(s.u, g, i, st, &r.gu);
@@ -454,6 +577,11 @@ pub fn attention_backward<T: Real>(
                             let g = kernel_head_mut(&mut part.dl, s.l, n, s.l_heads, h);
                             kernel_row_add(s.l, g, i, st, &r.gl);
                         }
+                    }
+                    if content {
+                        // dQ = dC·K, dK = dCᵀ·Q.
+                        lower_product(&t.c, m, false, k, ir, dqg, gr);
+                        lower_product(&t.c, m, true, q, ir, dkg, gr);
                     }
                 }
             }

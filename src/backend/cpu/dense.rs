@@ -9,6 +9,85 @@ use rayon::prelude::*;
 /// the rounding) is the same whatever the thread count.
 const COL_SUM_ROWS: usize = 256;
 
+/// A matrix inside a slice: its first element and its row and column strides.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat {
+    pub at: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Mat {
+    /// Row-major rows of `rs` elements from `at`.
+    pub fn rows(at: usize, rs: usize) -> Self {
+        Mat { at, rs, cs: 1 }
+    }
+
+    /// The transpose of the row-major matrix at `at` with rows of `rs` elements.
+    pub fn rows_t(at: usize, rs: usize) -> Self {
+        Mat { at, rs: 1, cs: rs }
+    }
+
+    /// Asserts that an r×c matrix at this place lies inside `len` elements.
+    fn check(&self, r: usize, c: usize, len: usize, what: &str) {
+        if r > 0 && c > 0 {
+            let last = self.at + (r - 1) * self.rs + (c - 1) * self.cs;
+            assert!(last < len, "gemm_in: {what} reaches {last}, past {len}");
+        }
+    }
+}
+
+/// C = α·A·B + β·C for an m×k A, k×n B and m×n C placed anywhere in their slices (strided
+/// views: a head's columns of a window, a transpose); k = 0 scales C by β (0: zeroes it).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_in<T: Real>(
+    (m, k, n): (usize, usize, usize),
+    alpha: T,
+    a: &[T],
+    am: Mat,
+    b: &[T],
+    bm: Mat,
+    beta: T,
+    c: &mut [T],
+    cm: Mat,
+) {
+    am.check(m, k, a.len(), "A");
+    bm.check(k, n, b.len(), "B");
+    cm.check(m, n, c.len(), "C");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for r in 0..m {
+            for col in 0..n {
+                let x = &mut c[cm.at + r * cm.rs + col * cm.cs];
+                *x = if beta == T::ZERO { T::ZERO } else { *x * beta };
+            }
+        }
+        return;
+    }
+    // SAFETY: the checks above bound every matrix inside its slice; C is a distinct &mut
+    // slice, so it aliases neither A nor B.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr().add(am.at),
+            am.rs as isize,
+            am.cs as isize,
+            b.as_ptr().add(bm.at),
+            bm.rs as isize,
+            bm.cs as isize,
+            beta,
+            c.as_mut_ptr().add(cm.at),
+            cm.rs as isize,
+            cm.cs as isize,
+        )
+    }
+}
+
 /// Row-major batched GEMM (see [`Gemm`]) on slices that start at batch 0.
 pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
     let (m, n, k) = (g.m, g.n, g.k);
