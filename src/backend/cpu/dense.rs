@@ -88,6 +88,11 @@ pub fn gemm_in<T: Real>(
     }
 }
 
+/// Multiply-adds (m·n·k) from which one product's rows are split over the threads.
+const PARALLEL_GEMM_WORK: usize = 1 << 21;
+/// The fewest rows of C a thread takes.
+const MIN_ROWS_PER_TASK: usize = 16;
+
 /// Row-major batched GEMM (see [`Gemm`]) on slices that start at batch 0.
 pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
     let (m, n, k) = (g.m, g.n, g.k);
@@ -107,10 +112,11 @@ pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
     assert!(b.len() >= need(g.stride_b, k * n), "gemm: B too short");
     assert!(c.len() >= need(g.stride_c, m * n), "gemm: C too short");
     let (alpha, beta) = (T::from_f32(g.alpha), T::from_f32(g.beta));
-    let one = |ai: usize, bi: usize, cm: &mut [T], beta: T| {
+    // C rows [0, rows) of one product: op(A) from `ai`, op(B) from `bi`.
+    let part = |ai: usize, bi: usize, cm: &mut [T], beta: T, rows: usize| {
         if k == 0 {
             // An empty sum: C = beta·C.
-            cm[..m * n]
+            cm[..rows * n]
                 .iter_mut()
                 .for_each(|x| *x = if beta == T::ZERO { T::ZERO } else { *x * beta });
             return;
@@ -119,7 +125,7 @@ pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
         // &mut slice, so it aliases neither A nor B.
         unsafe {
             T::gemm(
-                m,
+                rows,
                 k,
                 n,
                 alpha,
@@ -136,8 +142,25 @@ pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
             )
         }
     };
+    let one = |ai: usize, bi: usize, cm: &mut [T], beta: T| part(ai, bi, cm, beta, m);
     if g.batch == 1 {
-        one(0, 0, &mut c[..m * n], beta);
+        // One large product: blocks of C's rows in parallel (each element's sum is the same
+        // whichever block computes it, so the result does not depend on the thread count).
+        let threads = rayon::current_num_threads();
+        let rows = if threads > 1 && m * n * k >= PARALLEL_GEMM_WORK {
+            m.div_ceil(threads).max(MIN_ROWS_PER_TASK)
+        } else {
+            m.max(1)
+        };
+        let a_row = if g.trans_a { 1 } else { k };
+        if rows >= m || n == 0 {
+            one(0, 0, &mut c[..m * n], beta);
+        } else {
+            c[..m * n]
+                .par_chunks_mut(rows * n)
+                .enumerate()
+                .for_each(|(t, cm)| part(t * rows * a_row, 0, cm, beta, cm.len() / n));
+        }
     } else if g.stride_c >= m * n {
         // Disjoint outputs: batches run in parallel.
         c.par_chunks_mut(g.stride_c)
@@ -223,6 +246,55 @@ impl<T: Real> Dense for Cpu<T> {
         let slab = x.len() / st.count;
         for (i, xs) in x.chunks(slab).enumerate() {
             col_sum(xs, &mut out[i * st.stride..][..st.len]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// A product large enough to be split over threads: the same bits on 1 and 3 threads,
+    /// and the plain triple loop's value, for every transpose and with β accumulating.
+    #[test]
+    fn a_split_product_equals_the_unsplit_one_to_the_bit() {
+        let (m, n, k) = (203, 70, 301);
+        assert!(m * n * k >= PARALLEL_GEMM_WORK);
+        let mut rng = Rng::new(5);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+        let c0: Vec<f32> = (0..m * n).map(|_| rng.normal()).collect();
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut g = Gemm::new(m, n, k, ta, tb);
+            g.beta = 0.5;
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = c0.clone();
+                pool.install(|| gemm(&g, &a, &b, &mut c));
+                c
+            };
+            let (one, three) = (run(1), run(3));
+            assert!(one
+                .iter()
+                .zip(&three)
+                .all(|(x, y)| x.to_bits() == y.to_bits()));
+            let at = |r: usize, kk: usize| if ta { a[kk * m + r] } else { a[r * k + kk] };
+            let bt = |kk: usize, c: usize| if tb { b[c * k + kk] } else { b[kk * n + c] };
+            for r in (0..m).step_by(17) {
+                for c in (0..n).step_by(7) {
+                    let want: f64 = (0..k).map(|kk| (at(r, kk) * bt(kk, c)) as f64).sum::<f64>()
+                        + 0.5 * c0[r * n + c] as f64;
+                    let got = three[r * n + c] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "({ta}, {tb}) [{r}, {c}]"
+                    );
+                }
+            }
         }
     }
 }
