@@ -96,51 +96,39 @@ const MIN_ROWS_PER_TASK: usize = 16;
 /// Row-major batched GEMM (see [`Gemm`]) on slices that start at batch 0.
 pub fn gemm<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) {
     let (m, n, k) = (g.m, g.n, g.k);
-    // Strides of op(A) [m,k] and op(B) [k,n] inside their stored layouts.
-    let (rsa, csa) = if g.trans_a {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if g.trans_b {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
     let need = |batch_stride: usize, one: usize| (g.batch - 1) * batch_stride + one;
     assert!(a.len() >= need(g.stride_a, m * k), "gemm: A too short");
     assert!(b.len() >= need(g.stride_b, k * n), "gemm: B too short");
     assert!(c.len() >= need(g.stride_c, m * n), "gemm: C too short");
     let (alpha, beta) = (T::from_f32(g.alpha), T::from_f32(g.beta));
+    // op(A) [m,k] and op(B) [k,n] inside their stored layouts, from a given element.
+    let op_a = |at| {
+        if g.trans_a {
+            Mat::rows_t(at, m)
+        } else {
+            Mat::rows(at, k)
+        }
+    };
+    let op_b = |at| {
+        if g.trans_b {
+            Mat::rows_t(at, k)
+        } else {
+            Mat::rows(at, n)
+        }
+    };
     // C rows [0, rows) of one product: op(A) from `ai`, op(B) from `bi`.
     let part = |ai: usize, bi: usize, cm: &mut [T], beta: T, rows: usize| {
-        if k == 0 {
-            // An empty sum: C = beta·C.
-            cm[..rows * n]
-                .iter_mut()
-                .for_each(|x| *x = if beta == T::ZERO { T::ZERO } else { *x * beta });
-            return;
-        }
-        // SAFETY: the asserts above bound every matrix inside its slice; C is a distinct
-        // &mut slice, so it aliases neither A nor B.
-        unsafe {
-            T::gemm(
-                rows,
-                k,
-                n,
-                alpha,
-                a[ai..].as_ptr(),
-                rsa,
-                csa,
-                b[bi..].as_ptr(),
-                rsb,
-                csb,
-                beta,
-                cm.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
+        gemm_in(
+            (rows, k, n),
+            alpha,
+            a,
+            op_a(ai),
+            b,
+            op_b(bi),
+            beta,
+            cm,
+            Mat::rows(0, n),
+        );
     };
     let one = |ai: usize, bi: usize, cm: &mut [T], beta: T| part(ai, bi, cm, beta, m);
     if g.batch == 1 {
