@@ -19,14 +19,18 @@
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 // LAUNCH CONTRACTS (the Rust launcher follows these; all blocks are 1-D, blockDim = (128,1,1))
 //
-// attn_fwd_d32 / attn_fwd_d64 / attn_fwd_d128   (bucket DH ∈ {32, 64, 128}, needs dh ≤ DH;
-//     choose the smallest bucket ≥ dh)
-//   grid   (ceil(n / BQ), H, B) with BQ = 32 for d32 and d64, BQ = 16 for d128
-//   block  128, shared memory: static only (dynamic = 0)
+// attn_fwd_d32 / attn_fwd_d64 / attn_fwd_d128            content scores (score_kind 0)
+// attn_fwd_pos_d32 / attn_fwd_pos_d64 / attn_fwd_pos_d128   positional scores (score_kind 1)
+//     (bucket DH ∈ {32, 64, 128}, needs dh ≤ DH; choose the smallest bucket ≥ dh; the score
+//     source is compiled in: launch the kernel of p.dims.score_kind)
+//   grid   (ceil(n / 64), H, B), block 128
+//   shared memory: dynamic, bytes = 4·128·(DH + 4): d32 18 432, d64 34 816, d128 67 584 →
+//          the d128 kernels need CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES ≥ 67 584
 //   params (AttnFwdParams p)   by value, params.cuh: p.inputs (q, k, v, pos, u, l, start),
 //           p.y, p.lse, p.dims (B, n, H, dh, scale, score_kind, u/l kind and heads, dropout,
 //           seed; groups unused)
-//   writes every element of y and lse.
+//   writes every element of y and lse. fp32 mode: every product through split TF32
+//   (mma.cuh), about the rounding error of f32 arithmetic.
 //
 // attn_bwd_preprocess
 //   grid   (ceil(B·n·H / 8)), block 256 (one warp per (b, i, h) row)
@@ -34,29 +38,28 @@
 //   D[b,h,i] = dy_i·y_i (0 on padded rows); also zeroes dq (skipped when dq is null), which
 //   attn_bwd accumulates into. Must run before attn_bwd on the same stream.
 //
-// attn_bwd_d32 / attn_bwd_d64 / attn_bwd_d128
-//   grid   (ceil(n / BK), H, G) with BK = 32 for d32 and d64, BK = 16 for d128;
-//          G ∈ [1, B] batch groups chosen by the launcher: block z = g handles batches
-//          b = g, g+G, g+2G, … one after the other (G = B gives the most parallelism,
-//          smaller G a smaller workspace)
+// attn_bwd_d32 / attn_bwd_d64 / attn_bwd_d128            content scores
+// attn_bwd_pos_d32 / attn_bwd_pos_d64 / attn_bwd_pos_d128   positional scores
+//   grid   (ceil(n / 64), H, G) with G ∈ [1, B] batch groups chosen by the launcher: block
+//          z = g handles batches b = g, g+G, g+2G, … one after the other
 //   block  128
-//   shared memory: dynamic, bytes = 4·(2·BK·DH + 2·DH·33 + BK·33 + 64)
-//          d32: 21 120 B, d64: 37 760 B, d128: 52 544 B → attn_bwd_d128 needs
-//          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set to ≥ 52 544 before launch
+//   shared memory: dynamic, bytes = 4·(192·(DH + 4) + 64·40 + 2·32 + 2·95)
+//          d32: 38 904 B, d64: 63 480 B, d128: 112 632 B → the d64 and d128 kernels need
+//          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
 //   params (AttnBwdParams p)   by value, params.cuh: p.inputs as in the forward, p.dy,
-//           p.lse, p.delta (D), p.dq, p.dk, p.dv, p.ws_du, p.ws_dl, p.ws_dpos, p.dims with
+//           p.lse, p.delta (D), p.dq, p.dk, p.dv, p.du, p.dl, p.dpos, p.dims with
 //           p.dims.groups = G
-//   dk, dv: overwritten (every element). dq: accumulated with atomicAdd across key tiles
+//   dk, dv: overwritten (every element). dq: accumulated with atomicAdd across key blocks
 //   (zeroed by attn_bwd_preprocess); unused and may be null in positional mode (as may q, k).
-//   WORKSPACES ws_du (needed iff u_kind ≠ none), ws_dl (iff l_kind ≠ none), ws_dpos (iff
-//   score_kind = positional); pass null otherwise. Each holds G·H·T floats, T = n(n+1)/2,
-//   layout [g][h][tri_col(n, i, j)] (column-packed triangle, common.cuh), and MUST BE ZEROED
-//   before the launch (the kernel adds into it: one block owns each (g, h, i, j) element, so the
-//   adds are plain read-modify-writes, never atomics). Contents per valid (b, h, i, j):
-//     ws_du   += ∂s_ij · c_ij
-//     ws_dl   += p_ij · m_ij · e_ij          (m = dropout multiplier, e_ij = dy_i·v_j)
-//     ws_dpos += ∂c_ij · scale               (∂c = ∂s·U)
-//   Bytes per workspace: 4 · G · H · n(n+1)/2  (n = 200, G = B = 128, H = 1: 10.3 MB).
+//   du (needed iff u_kind ≠ none), dl (iff l_kind ≠ none), dpos (iff positional): the
+//   gradients in their parameter layouts (U/L: [u_heads | l_heads, kernel_len]; summed over
+//   heads when shared; dpos: [H, n, n], j > i left alone), or null; they MUST BE ZEROED before
+//   the launch: the kernel adds into them with atomics (reduced on chip first: a Toeplitz
+//   kernel per tile diagonal, a full one and dpos per element). Per valid (b, h, i, j):
+//     du   += ∂s_ij · c_ij
+//     dl   += p_ij · m_ij · e_ij          (m = dropout multiplier, e_ij = dy_i·v_j)
+//     dpos += ∂c_ij · scale               (∂c = ∂s·U)
+//   fp32 mode: products through split TF32 (mma.cuh).
 //
 // attn_reduce_kernel_grad
 //   grid   (ceil(n / 256), n, out_heads), block 256
@@ -68,7 +71,8 @@
 //     2 (toeplitz) out [out_heads, n], out[d] = Σ over the diagonal i − j = d
 //     3 (dense)    out [out_heads, n, n], (i, j) at i·n + j; j > i written 0 (when not
 //                  accumulating) — this is dpos, with out_heads = H
-//   Used for dU (layout = u_kind), dL (layout = l_kind) and dpos (layout 3), and for mix_bwd.
+//   Used for mix_bwd's dL (layout = l_kind); no launcher uses layout 3 since attn_bwd reduces
+//   its own gradients on chip.
 //
 // mix_fwd     (`mix` reading: out_j = Σ_{start ≤ m ≤ j} L_jm v_m per batch and head; do not
 //              launch when L is none — it is the identity)
@@ -86,6 +90,7 @@
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 
 #include "common.cuh"
+#include "mma.cuh"
 #include "params.cuh"
 
 using namespace pasa;
@@ -97,6 +102,13 @@ constexpr int THREADS = 128;  // 4 warps in every attention kernel
 // capped attn_fwd_d128 at 96 registers and spilled; with 4 blocks per SM (128 registers) every
 // bucket spilled. Two blocks per SM let the register-blocked accumulators stay in registers.
 constexpr int WARPS = THREADS / 32;
+// The forward's register budget: 128 per thread (4 blocks, 16 warps per SM) for DH ≤ 64; the
+// d128 bucket's 16×128 f32 output accumulator alone is 64 registers per thread, and at 128 it
+// spilled (460 bytes): 2 blocks per SM, up to 255 registers.
+template <int DH>
+struct FwdMinBlocks {
+    static constexpr int value = DH <= 64 ? 4 : 2;
+};
 constexpr int SCORE_CONTENT = 0;
 
 // Per-call constants shared by forward and backward: AttnDims of params.cuh.
@@ -110,306 +122,480 @@ __device__ __forceinline__ float dropout_mult(const AttnArgs& a, int b, int h, i
 }
 
 // ═════════════════════════════════════════════════════════════════════════════════════════════
-// Forward. One block: BQ = 4·R queries of one (b, h); warp w owns query rows q0 + w·R + r.
-// Keys stream through shared memory in tiles of 32, one key per lane for the scores; the online
-// softmax (running max m, running normaliser l, rescaled accumulator) then lets the lanes switch
-// to owning output dimensions d = lane + 32t for the aggregation, broadcasting each key's
-// weight p·m·L with a shuffle. The n×n probabilities never leave registers.
+// Forward on tensor cores. One block: FWD_BQ = 64 queries of one (b, h); warp w owns the 16
+// rows q0 + 16w .. +15. Keys stream through shared memory in tiles of FWD_BK = 32. Per tile a
+// warp computes its 16×32 scores S = Q·Kᵀ with m16n8k8 products (k over dh), modulates them
+// by U, updates the online softmax (running max m, running normaliser l, rescaled output), and
+// adds P·L·V with m16n8k8 products (k over the tile's keys). The n×n scores never leave
+// registers.
+//
+// Fragments (kernels/mma.cuh; g = lane / 4, t = lane % 4): the scores of n-tile c (keys
+// 8c .. 8c+7 of the tile) are s[c][0..3] at (row g, key 8c+2t), (g, 8c+2t+1), (g+8, 8c+2t),
+// (g+8, 8c+2t+1). The product P·V takes the weights as its A operand with k running over the
+// keys in the order 8c+0, +2, +4, +6, +1, +3, +5, +7 (k-index t ↔ key 8c+2t, t+4 ↔ 8c+2t+1), so
+// that a lane's A registers are its own score registers: {s0, s2, s1, s3}, no shuffle; the B
+// operand (V) is read in the same key order.
+//
+// Shared memory rows are DH + 4 floats apart: every fragment read (8 rows × 4 consecutive
+// columns, or rows 2t and 2t+1 of 8 consecutive columns) then hits 32 distinct banks.
 // ═════════════════════════════════════════════════════════════════════════════════════════════
-template <int DH, int R>
-__device__ __forceinline__ void attn_fwd_impl(const float* __restrict__ q,
-                                              const float* __restrict__ k,
-                                              const float* __restrict__ v,
-                                              const float* __restrict__ pos,
-                                              const float* __restrict__ u,
-                                              const float* __restrict__ l,
-                                              const unsigned* __restrict__ start,
-                                              float* __restrict__ y, float* __restrict__ lse,
-                                              const AttnArgs a) {
-    constexpr int BQ = WARPS * R, BK = 32, T = DH / 32;
-    // Zero-padded beyond dh, so the inner loops run to the compile-time DH and unroll.
-    __shared__ float q_s[BQ][DH];
-    __shared__ float kT_s[DH][BK + 1];  // transposed: lane j reads kT_s[d][j], conflict-free
-    __shared__ float v_s[BK][DH];
+constexpr int FWD_BQ = 64, FWD_BK = 32;
 
+// Dynamic shared memory of attn_fwd for bucket DH: Q [64][DH+4], K and V [32][DH+4].
+__host__ __device__ constexpr int fwd_smem_bytes(int DH) { return 4 * (FWD_BQ + 2 * FWD_BK) * (DH + 4); }
+
+template <int DH, bool CONTENT, bool SPLIT>
+__device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restrict__ y,
+                                              float* __restrict__ lse, const AttnArgs a) {
+    constexpr int BQ = FWD_BQ, BK = FWD_BK, LD = DH + 4;
+    constexpr int KS = DH / 8;   // k-steps of Q·Kᵀ, n-tiles of the output
+    constexpr int KC = BK / 8;   // n-tiles of the scores, k-steps of P·V
+    PASA_DYNAMIC_SMEM(float, smem);
+    float* q_s = smem;            // [BQ][LD]
+    float* k_s = q_s + BQ * LD;   // [BK][LD]
+    float* v_s = k_s + BK * LD;   // [BK][LD]
+
+    const float* __restrict__ q = in.q;
+    const float* __restrict__ k = in.k;
+    const float* __restrict__ v = in.v;
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BQ;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int n = a.n, W = a.heads * a.dh, st = (int)start[b];
-    const bool content = a.score_kind == SCORE_CONTENT;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int n = a.n, W = a.heads * a.dh, st = (int)in.start[b];
     const size_t base = (size_t)b * n * W + (size_t)h * a.dh;  // (b, i, h, d) at base + i·W + d
-    const float* uh = kernel_head(u, a.u_kind, a.u_heads, h, n);
-    const float* lh = kernel_head(l, a.l_kind, a.l_heads, h, n);
-    const float* posh = content ? nullptr : pos + (size_t)h * n * n;
+    const float* uh = kernel_head(in.u, a.u_kind, a.u_heads, h, n);
+    const float* lh = kernel_head(in.l, a.l_kind, a.l_heads, h, n);
+    const float* posh = CONTENT ? nullptr : in.pos + (size_t)h * n * n;
     const float inv_keep = a.dropout > 0.0f ? 1.0f / (1.0f - a.dropout) : 1.0f;
 
-    if (content) {
+    if (CONTENT) {
         for (int idx = tid; idx < BQ * DH; idx += THREADS) {
             const int r = idx / DH, d = idx % DH, i = q0 + r;
-            q_s[r][d] = (i < n && d < a.dh) ? q[base + (size_t)i * W + d] : 0.0f;
+            q_s[r * LD + d] = (i < n && d < a.dh) ? q[base + (size_t)i * W + d] : 0.0f;
         }
     }
 
-    float m[R], lsum[R], acc[R][T];
+    const int r0 = q0 + warp * 16;               // this warp's first row
+    const int rows[2] = {r0 + g, r0 + g + 8};    // this lane's rows (fragment rows g and g + 8)
+    float m[2] = {-INFINITY, -INFINITY}, lpart[2] = {0.0f, 0.0f};  // lpart: this lane's share
+    float o[KS][4];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-        m[r] = -INFINITY;
-        lsum[r] = 0.0f;
+    for (int c = 0; c < KS; ++c)
 #pragma unroll
-        for (int t = 0; t < T; ++t) acc[r][t] = 0.0f;
-    }
+        for (int e = 0; e < 4; ++e) o[c][e] = 0.0f;
 
-    // Causal: the last key any row of this tile can see is the tile's last query.
+    // Causal: the last key any row of this block can see is the block's last query.
     const int q_last = min(q0 + BQ, n) - 1;
     for (int k0 = st; k0 <= q_last; k0 += BK) {
         const int kcount = min(BK, q_last - k0 + 1);
         __syncthreads();  // the previous tile (and q_s on the first pass) is complete / consumed
         for (int idx = tid; idx < BK * DH; idx += THREADS) {
-            const int jj = idx / DH, d = idx % DH, j = k0 + jj;
-            const bool in = jj < kcount && d < a.dh;
-            const size_t off = base + (size_t)j * W + d;
-            if (content) kT_s[d][jj] = in ? k[off] : 0.0f;
-            v_s[jj][d] = in ? v[off] : 0.0f;
+            const int jj = idx / DH, d = idx % DH;
+            const bool inside = jj < kcount && d < a.dh;
+            const size_t off = base + (size_t)(k0 + jj) * W + d;
+            if (CONTENT) k_s[jj * LD + d] = inside ? k[off] : 0.0f;
+            v_s[jj * LD + d] = inside ? v[off] : 0.0f;
         }
         __syncthreads();
+        // A warp whose rows all precede the tile's first key has nothing to add (causal).
+        if (r0 + 15 < k0 || r0 >= n) continue;
 
-        const int j = k0 + lane;
-        float dot[R];
+        float s[KC][4];
 #pragma unroll
-        for (int r = 0; r < R; ++r) dot[r] = 0.0f;
-        if (content) {
-#pragma unroll 8
-            for (int d = 0; d < DH; ++d) {
-                const float kd = kT_s[d][lane];
+        for (int c = 0; c < KC; ++c)
 #pragma unroll
-                for (int r = 0; r < R; ++r) dot[r] = fmaf(q_s[warp * R + r][d], kd, dot[r]);
+            for (int e = 0; e < 4; ++e) s[c][e] = 0.0f;
+        if (CONTENT) {
+#pragma unroll
+            for (int ks = 0; ks < KS; ++ks) {
+                const float* qa = q_s + (warp * 16 + g) * LD + ks * 8 + t;
+                uint32_t ah[4], al[4];
+                tf32_operand<SPLIT>(qa[0], ah[0], al[0]);
+                tf32_operand<SPLIT>(qa[8 * LD], ah[1], al[1]);
+                tf32_operand<SPLIT>(qa[4], ah[2], al[2]);
+                tf32_operand<SPLIT>(qa[8 * LD + 4], ah[3], al[3]);
+#pragma unroll
+                for (int c = 0; c < KC; ++c) {
+                    const float* kb = k_s + (c * 8 + g) * LD + ks * 8 + t;
+                    uint32_t bh[2], bl[2];
+                    tf32_operand<SPLIT>(kb[0], bh[0], bl[0]);
+                    tf32_operand<SPLIT>(kb[4], bh[1], bl[1]);
+                    mma_f32_16x8x8<SPLIT>(s[c], ah, al, bh, bl);
+                }
             }
         }
 
-        float pw[R];  // p̃·L of this lane's key for each row (unnormalised), 0 when invalid
+        // Scores → modulated scores (−∞ where invalid) and this tile's row maxima.
+        float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const int i = q0 + warp * R + r;
-            const bool valid = i < n && j <= i && j < k0 + kcount;  // j ≥ st by construction
-            float s = -INFINITY;
-            if (valid) {
-                const float c = (content ? dot[r] : posh[(size_t)i * n + j]) * a.scale;
-                s = c * kernel_value(uh, a.u_kind, i, j);
+        for (int c = 0; c < KC; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = rows[e >> 1], jj = c * 8 + 2 * t + (e & 1), j = k0 + jj;
+                const bool valid = i < n && j <= i && jj < kcount;  // j ≥ st by construction
+                float sv = -INFINITY;
+                if (valid) {
+                    const float cv = (CONTENT ? s[c][e] : posh[(size_t)i * n + j]) * a.scale;
+                    sv = cv * kernel_value(uh, a.u_kind, i, j);
+                }
+                s[c][e] = sv;
+                tmax[e >> 1] = fmaxf(tmax[e >> 1], sv);
             }
-            const float m_new = fmaxf(m[r], warp_max(s));
-            // A row with no valid key yet keeps m = −inf; subtract 0 then so that no −inf − −inf
-            // NaN appears (every p and the correction are then exactly 0).
-            const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-            const float p = valid ? expf(s - m_use) : 0.0f;
-            const float corr = expf(m[r] - m_use);
-            lsum[r] = lsum[r] * corr + warp_sum(p);
+        float corr[2], m_use[2];
 #pragma unroll
-            for (int t = 0; t < T; ++t) acc[r][t] *= corr;
+        for (int r = 0; r < 2; ++r) {
+            // The quad of lanes 4g .. 4g+3 holds the row.
+            tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(FULL_MASK, tmax[r], 1));
+            tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(FULL_MASK, tmax[r], 2));
+            const float m_new = fmaxf(m[r], tmax[r]);
+            // A row with no valid key yet keeps m = −∞; subtract 0 then so that no −∞ − −∞ NaN
+            // appears (every p and the correction are then exactly 0).
+            m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
+            corr[r] = expf(m[r] - m_use[r]);
             m[r] = m_new;
-            pw[r] = valid ? p * dropout_mult(a, b, h, i, j, inv_keep) *
-                                kernel_value(lh, a.l_kind, i, j)
-                          : 0.0f;
+            lpart[r] *= corr[r];
         }
-
-        for (int jj = 0; jj < kcount; ++jj) {
 #pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const float wgt = __shfl_sync(FULL_MASK, pw[r], jj);
+        for (int c = 0; c < KS; ++c)
 #pragma unroll
-                for (int t = 0; t < T; ++t) acc[r][t] = fmaf(wgt, v_s[jj][t * 32 + lane], acc[r][t]);
+            for (int e = 0; e < 4; ++e) o[c][e] *= corr[e >> 1];
+        // p (into lpart), then the weight p·dropout·L of the value (into s).
+#pragma unroll
+        for (int c = 0; c < KC; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = rows[e >> 1], j = k0 + c * 8 + 2 * t + (e & 1);
+                const float sv = s[c][e];
+                float w = 0.0f;
+                if (sv != -INFINITY) {
+                    const float p = expf(sv - m_use[e >> 1]);
+                    lpart[e >> 1] += p;
+                    w = p * dropout_mult(a, b, h, i, j, inv_keep) * kernel_value(lh, a.l_kind, i, j);
+                }
+                s[c][e] = w;
+            }
+        // o += W·V: k-step c covers the keys of n-tile c, in the permuted order above.
+#pragma unroll
+        for (int c = 0; c < KC; ++c) {
+            uint32_t ah[4], al[4];
+            tf32_operand<SPLIT>(s[c][0], ah[0], al[0]);
+            tf32_operand<SPLIT>(s[c][2], ah[1], al[1]);
+            tf32_operand<SPLIT>(s[c][1], ah[2], al[2]);
+            tf32_operand<SPLIT>(s[c][3], ah[3], al[3]);
+            const float* vb = v_s + (c * 8 + 2 * t) * LD + g;
+#pragma unroll
+            for (int nt = 0; nt < KS; ++nt) {
+                uint32_t bh[2], bl[2];
+                tf32_operand<SPLIT>(vb[nt * 8], bh[0], bl[0]);
+                tf32_operand<SPLIT>(vb[LD + nt * 8], bh[1], bl[1]);
+                mma_f32_16x8x8<SPLIT>(o[nt], ah, al, bh, bl);
             }
         }
     }
 
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-        const int i = q0 + warp * R + r;
+    for (int r = 0; r < 2; ++r) {
+        float lsum = lpart[r];
+        lsum += __shfl_xor_sync(FULL_MASK, lsum, 1);
+        lsum += __shfl_xor_sync(FULL_MASK, lsum, 2);
+        const int i = rows[r];
         if (i >= n) continue;
         const bool row_valid = i >= st;  // then key j = i is valid and lsum ≥ 1
-        const float inv_l = row_valid ? 1.0f / lsum[r] : 0.0f;
+        const float inv_l = row_valid ? 1.0f / lsum : 0.0f;
 #pragma unroll
-        for (int t = 0; t < T; ++t) {
-            const int d = t * 32 + lane;
-            if (d < a.dh) y[base + (size_t)i * W + d] = row_valid ? acc[r][t] * inv_l : 0.0f;
-        }
-        if (lane == 0)
-            lse[((size_t)b * a.heads + h) * n + i] = row_valid ? m[r] + logf(lsum[r]) : 0.0f;
+        for (int c = 0; c < KS; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int d = c * 8 + 2 * t + e;
+                if (d < a.dh) y[base + (size_t)i * W + d] = row_valid ? o[c][2 * r + e] * inv_l : 0.0f;
+            }
+        if (t == 0) lse[((size_t)b * a.heads + h) * n + i] = row_valid ? m[r] + logf(lsum) : 0.0f;
     }
 }
 
 // ═════════════════════════════════════════════════════════════════════════════════════════════
-// Backward (FlashAttention-2 order: key tiles outer, query tiles inner). One block: BK = 4·R keys
-// of one head, for the batches of its group; warp w owns keys k0 + w·R + r and keeps their dk, dv
-// in registers. Query tiles of 32 (one query per lane) stream through shared memory transposed
-// (qT[d][i], dyT[d][i], stride 33: conflict-free both when lanes run over i and over d).
-// p is recomputed from the saved lse; with m the dropout multiplier and w = L:
-//   e = dy_i·v_j, ∂s = p(m w e − D_i), ∂c = ∂s·U, dv_j += p m w dy_i, dk_j += ∂c q_i·scale,
-//   dq_i += ∂c k_j·scale (atomicAdd: contributions come from the n/BK key-tile blocks).
+// Backward on tensor cores (FlashAttention-2 order: key tiles outer, query tiles inner). One
+// block: BWD_BK = 64 keys of one head, for the batches b = z, z + G, …; warp w owns the keys
+// k0 + 16w .. +15 and keeps their dk, dv in registers (C fragments, 16 × DH). Query tiles of
+// BWD_BQ = 32 stream through shared memory. Per tile a warp computes, as m16n8k8 products,
+//   Sᵀ = K·Qᵀ (16 keys × 32 queries) and Eᵀ = V·dYᵀ (e_ij = dy_i·v_j),
+// then elementwise with p recomputed from the saved lse (m the dropout multiplier, w = L):
+//   ∂s = p(m w e − D_i), ∂c = ∂s·U, and the weights p·m·w,
+// then dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q with the elementwise results as A operands straight
+// from the accumulator registers (k over the tile's queries in the permuted order of the
+// forward). ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a
+// 16-query × DH/2 part; atomicAdd: contributions come from the n/64 key blocks).
+//
+// Kernel gradients are reduced on chip: a full U or L (and the dense dpos) gets one atomicAdd
+// per valid (i, j) straight into its gradient in parameter layout; a Toeplitz one sums each
+// query tile's 95 diagonals in shared memory and adds each into the gradient with one atomic.
+// No workspace; the gradients must be zeroed before the launch.
 // ═════════════════════════════════════════════════════════════════════════════════════════════
-template <int DH, int R>
-__device__ __forceinline__ void attn_bwd_impl(
-    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-    const float* __restrict__ pos, const float* __restrict__ u, const float* __restrict__ l,
-    const unsigned* __restrict__ start, const float* __restrict__ dy,
-    const float* __restrict__ lse, const float* __restrict__ Dvec, float* __restrict__ dq,
-    float* __restrict__ dk, float* __restrict__ dv, float* __restrict__ ws_du,
-    float* __restrict__ ws_dl, float* __restrict__ ws_dpos, const AttnArgs a) {
-    constexpr int BK = WARPS * R, BQ = 32, T = DH / 32, LD = BQ + 1;
+constexpr int BWD_BK = 64, BWD_BQ = 32, BWD_DIAGS = BWD_BK + BWD_BQ - 1;
+constexpr int BWD_LDQ = BWD_BQ + 8;  // ∂C rows [key][query]: fragment reads hit 32 banks
+
+// Dynamic shared memory of attn_bwd for bucket DH (floats): K, V [64][DH+4]; Q, dY [32][DH+4];
+// ∂C [64][40]; lse, D [32]; Toeplitz diagonal partials of dU and dL [95] each.
+__host__ __device__ constexpr int bwd_smem_bytes(int DH) {
+    return 4 * ((2 * BWD_BK + 2 * BWD_BQ) * (DH + 4) + BWD_BK * BWD_LDQ + 2 * BWD_BQ + 2 * BWD_DIAGS);
+}
+
+// The gradient parameters of head h (shared by all heads when heads_of_kernel == 1).
+__device__ __forceinline__ float* kernel_grad_head(float* g, int kind, int heads_of_kernel, int h,
+                                                   int n) {
+    return g == nullptr ? nullptr
+                        : g + (heads_of_kernel == 1 ? 0 : (size_t)h * kernel_len(kind, n));
+}
+
+// Adds v to K_ij's gradient: a full kernel atomically at its parameter, a Toeplitz one into the
+// tile's diagonal partial diag[i − j − dmin] (shared memory).
+__device__ __forceinline__ void add_kernel_grad(float* head, float* diag, int kind, int i, int j,
+                                                int dmin, float v) {
+    if (head == nullptr) return;
+    if (kind == KIND_FULL) atomicAdd(head + kernel_index(KIND_FULL, i, j), v);
+    else atomicAdd(diag + (i - j - dmin), v);
+}
+
+template <int DH, bool CONTENT, bool SPLIT>
+__device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
+    constexpr int BK = BWD_BK, BQ = BWD_BQ, LD = DH + 4, LDQ = BWD_LDQ;
+    constexpr int KS = DH / 8;   // k-steps over dh; n-tiles of dk, dv
+    constexpr int QC = BQ / 8;   // n-tiles of Sᵀ (queries); k-steps of dV, dK
+    constexpr int HALF = KS / 2; // n-tiles of a warp's half of the dQ tile
     PASA_DYNAMIC_SMEM(float, smem);
-    float* k_s = smem;               // [BK][DH]
-    float* v_s = k_s + BK * DH;      // [BK][DH]
-    float* qT = v_s + BK * DH;       // [DH][LD]
-    float* dyT = qT + DH * LD;       // [DH][LD]
-    float* dc_s = dyT + DH * LD;     // [BK][LD]  ∂c of the current (key, query) tile
-    float* lse_s = dc_s + BK * LD;   // [32]
-    float* D_s = lse_s + BQ;         // [32]
+    float* k_s = smem;                 // [BK][LD]
+    float* v_s = k_s + BK * LD;        // [BK][LD]
+    float* q_s = v_s + BK * LD;        // [BQ][LD]
+    float* dy_s = q_s + BQ * LD;       // [BQ][LD]
+    float* dc_s = dy_s + BQ * LD;      // [BK][LDQ]  ∂c of the current tile, [key][query]
+    float* lse_s = dc_s + BK * LDQ;    // [BQ]
+    float* D_s = lse_s + BQ;           // [BQ]
+    float* diag_u = D_s + BQ;          // [BWD_DIAGS]
+    float* diag_l = diag_u + BWD_DIAGS;
 
-    const int h = blockIdx.y, g = blockIdx.z, k0 = blockIdx.x * BK;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const AttnIn& in = prm.inputs;
+    const AttnArgs a = prm.dims;
+    const int h = blockIdx.y, k0 = blockIdx.x * BK;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int n = a.n, W = a.heads * a.dh;
-    const bool content = a.score_kind == SCORE_CONTENT;
-    const float* uh = kernel_head(u, a.u_kind, a.u_heads, h, n);
-    const float* lh = kernel_head(l, a.l_kind, a.l_heads, h, n);
-    const float* posh = content ? nullptr : pos + (size_t)h * n * n;
+    const float* uh = kernel_head(in.u, a.u_kind, a.u_heads, h, n);
+    const float* lh = kernel_head(in.l, a.l_kind, a.l_heads, h, n);
+    float* du = kernel_grad_head(prm.du, a.u_kind, a.u_heads, h, n);
+    float* dl = kernel_grad_head(prm.dl, a.l_kind, a.l_heads, h, n);
+    float* dposh = CONTENT || prm.dpos == nullptr ? nullptr : prm.dpos + (size_t)h * n * n;
+    const float* posh = CONTENT ? nullptr : in.pos + (size_t)h * n * n;
+    const bool toe_u = du != nullptr && a.u_kind == KIND_TOEPLITZ;
+    const bool toe_l = dl != nullptr && a.l_kind == KIND_TOEPLITZ;
     const float inv_keep = a.dropout > 0.0f ? 1.0f / (1.0f - a.dropout) : 1.0f;
-    const size_t T_tri = (size_t)n * (n + 1) / 2;
-    const size_t wsbase = ((size_t)g * a.heads + h) * T_tri;
+    const int keys[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};  // this lane's key rows
 
-    for (int b = g; b < a.batch; b += a.groups) {
-        const int st = (int)start[b];
+    for (int b = blockIdx.z; b < a.batch; b += a.groups) {
+        const int st = (int)in.start[b];
         const size_t base = (size_t)b * n * W + (size_t)h * a.dh;
-        const size_t rowbase = ((size_t)b * a.heads + h) * n;  // lse / D of row i at rowbase + i
-
-        __syncthreads();  // the previous batch is done with k_s / v_s
+        __syncthreads();  // the previous batch's K, V are consumed
         for (int idx = tid; idx < BK * DH; idx += THREADS) {
-            const int r = idx / DH, d = idx % DH, j = k0 + r;
-            const bool in = j < n && j >= st && d < a.dh;
+            const int jj = idx / DH, d = idx % DH, j = k0 + jj;
+            const bool inside = j < n && j >= st && d < a.dh;
             const size_t off = base + (size_t)j * W + d;
-            if (content) k_s[idx] = in ? k[off] : 0.0f;
-            v_s[idx] = in ? v[off] : 0.0f;
+            if (CONTENT) k_s[jj * LD + d] = inside ? in.k[off] : 0.0f;
+            v_s[jj * LD + d] = inside ? in.v[off] : 0.0f;
         }
-
-        float dk_acc[R][T], dv_acc[R][T];
+        float dv_acc[KS][4], dk_acc[KS][4];
 #pragma unroll
-        for (int r = 0; r < R; ++r)
+        for (int c = 0; c < KS; ++c)
 #pragma unroll
-            for (int t = 0; t < T; ++t) dk_acc[r][t] = dv_acc[r][t] = 0.0f;
+            for (int e = 0; e < 4; ++e) dv_acc[c][e] = dk_acc[c][e] = 0.0f;
 
-        // Queries that see a key of this tile: i ≥ max(k0, st). Fully padded tiles skip the loop
-        // and write zero gradients below.
+        // Queries before the block's first key (or the window's start) see none of its keys.
         for (int q0 = max(k0, st); q0 < n && k0 + BK > st; q0 += BQ) {
             const int qcount = min(BQ, n - q0);
-            __syncthreads();  // k_s/v_s loaded; previous query tile (qT, dyT, dc_s) consumed
+            const int dmin = q0 - (k0 + BK - 1);  // the tile's smallest i − j
+            __syncthreads();  // the previous tile's Q, dY, ∂C and diagonals are consumed
             for (int idx = tid; idx < BQ * DH; idx += THREADS) {
-                const int ii = idx / DH, d = idx % DH, i = q0 + ii;
-                const bool in = ii < qcount && d < a.dh;
-                const size_t off = base + (size_t)i * W + d;
-                if (content) qT[d * LD + ii] = in ? q[off] : 0.0f;
-                dyT[d * LD + ii] = in ? dy[off] : 0.0f;
+                const int ii = idx / DH, d = idx % DH;
+                const bool inside = ii < qcount && d < a.dh;
+                const size_t off = base + (size_t)(q0 + ii) * W + d;
+                if (CONTENT) q_s[ii * LD + d] = inside ? in.q[off] : 0.0f;
+                dy_s[ii * LD + d] = inside ? prm.dy[off] : 0.0f;
             }
             if (tid < BQ) {
-                lse_s[tid] = tid < qcount ? lse[rowbase + q0 + tid] : 0.0f;
-                D_s[tid] = tid < qcount ? Dvec[rowbase + q0 + tid] : 0.0f;
+                const size_t r = ((size_t)b * a.heads + h) * n + q0 + tid;
+                lse_s[tid] = tid < qcount ? prm.lse[r] : 0.0f;
+                D_s[tid] = tid < qcount ? prm.delta[r] : 0.0f;
             }
+            for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) diag_u[idx] = diag_l[idx] = 0.0f;
             __syncthreads();
 
-            const int i = q0 + lane;
-            float cdot[R], edot[R];
+            // Sᵀ = K·Qᵀ and Eᵀ = V·dYᵀ for this warp's 16 keys.
+            float sT[QC][4], eT[QC][4];
 #pragma unroll
-            for (int r = 0; r < R; ++r) cdot[r] = edot[r] = 0.0f;
-#pragma unroll 8
-            for (int d = 0; d < DH; ++d) {
-                const float dyd = dyT[d * LD + lane];
-                const float qd = content ? qT[d * LD + lane] : 0.0f;
+            for (int c = 0; c < QC; ++c)
 #pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const int kr = (warp * R + r) * DH + d;
-                    edot[r] = fmaf(dyd, v_s[kr], edot[r]);
-                    if (content) cdot[r] = fmaf(qd, k_s[kr], cdot[r]);
+                for (int e = 0; e < 4; ++e) sT[c][e] = eT[c][e] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < KS; ++ks) {
+                const int ao = (warp * 16 + g) * LD + ks * 8 + t;
+                uint32_t kh[4], kl[4], vh[4], vl[4];
+                if (CONTENT) {
+                    tf32_operand<SPLIT>(k_s[ao], kh[0], kl[0]);
+                    tf32_operand<SPLIT>(k_s[ao + 8 * LD], kh[1], kl[1]);
+                    tf32_operand<SPLIT>(k_s[ao + 4], kh[2], kl[2]);
+                    tf32_operand<SPLIT>(k_s[ao + 8 * LD + 4], kh[3], kl[3]);
+                }
+                tf32_operand<SPLIT>(v_s[ao], vh[0], vl[0]);
+                tf32_operand<SPLIT>(v_s[ao + 8 * LD], vh[1], vl[1]);
+                tf32_operand<SPLIT>(v_s[ao + 4], vh[2], vl[2]);
+                tf32_operand<SPLIT>(v_s[ao + 8 * LD + 4], vh[3], vl[3]);
+#pragma unroll
+                for (int c = 0; c < QC; ++c) {
+                    const int bo = (c * 8 + g) * LD + ks * 8 + t;
+                    uint32_t bh[2], bl[2];
+                    if (CONTENT) {
+                        tf32_operand<SPLIT>(q_s[bo], bh[0], bl[0]);
+                        tf32_operand<SPLIT>(q_s[bo + 4], bh[1], bl[1]);
+                        mma_f32_16x8x8<SPLIT>(sT[c], kh, kl, bh, bl);
+                    }
+                    tf32_operand<SPLIT>(dy_s[bo], bh[0], bl[0]);
+                    tf32_operand<SPLIT>(dy_s[bo + 4], bh[1], bl[1]);
+                    mma_f32_16x8x8<SPLIT>(eT[c], vh, vl, bh, bl);
                 }
             }
 
-            float pmw[R], dcr[R];  // p·m·w and ∂c of (i = this lane's query, key r)
+            // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j), eT ← ∂c; the kernels'
+            // gradients; ∂c into shared memory for dQ.
 #pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const int j = k0 + warp * R + r;
-                const bool valid = i < n && j < n && j >= st && j <= i;
-                pmw[r] = 0.0f;
-                dcr[r] = 0.0f;
-                if (valid) {
-                    const float c = (content ? cdot[r] : posh[(size_t)i * n + j]) * a.scale;
-                    const float uu = kernel_value(uh, a.u_kind, i, j);
-                    const float p = expf(c * uu - lse_s[lane]);
-                    const float mult = dropout_mult(a, b, h, i, j, inv_keep);
-                    const float pm = p * mult;
-                    const float w = kernel_value(lh, a.l_kind, i, j);
-                    const float e = edot[r];
-                    const float ds = p * (mult * w * e - D_s[lane]);  // ∂s = p(m w e − D)
-                    const float dc = ds * uu;
-                    pmw[r] = pm * w;
-                    dcr[r] = dc;
-                    const size_t wi = wsbase + tri_col(n, i, j);
-                    if (ws_du) ws_du[wi] += ds * c;
-                    if (ws_dl) ws_dl[wi] += pm * e;
-                    if (ws_dpos) ws_dpos[wi] += dc * a.scale;
+            for (int c = 0; c < QC; ++c)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int j = keys[e >> 1], ii = c * 8 + 2 * t + (e & 1), i = q0 + ii;
+                    const bool valid = ii < qcount && j < n && j >= st && j <= i;
+                    float pmw = 0.0f, dc = 0.0f;
+                    if (valid) {
+                        const float cv = (CONTENT ? sT[c][e] : posh[(size_t)i * n + j]) * a.scale;
+                        const float uu = kernel_value(uh, a.u_kind, i, j);
+                        const float p = expf(cv * uu - lse_s[ii]);
+                        const float mult = dropout_mult(a, b, h, i, j, inv_keep);
+                        const float w = kernel_value(lh, a.l_kind, i, j);
+                        const float ev = eT[c][e];
+                        const float ds = p * (mult * w * ev - D_s[ii]);  // ∂s = p(m w e − D)
+                        dc = ds * uu;
+                        pmw = p * mult * w;
+                        add_kernel_grad(du, diag_u, a.u_kind, i, j, dmin, ds * cv);
+                        add_kernel_grad(dl, diag_l, a.l_kind, i, j, dmin, p * mult * ev);
+                        if (dposh) atomicAdd(dposh + (size_t)i * n + j, dc * a.scale);
+                    }
+                    sT[c][e] = pmw;
+                    eT[c][e] = dc;
+                    dc_s[(warp * 16 + g + (e >= 2 ? 8 : 0)) * LDQ + ii] = dc;
                 }
-                dc_s[(warp * R + r) * LD + lane] = dcr[r];
-            }
 
-            // dv_j += Σ_i p m w dy_i and dk_j += Σ_i ∂c q_i: lanes now own dimensions.
-            for (int ii = 0; ii < qcount; ++ii) {
+            // dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q: k-step c covers the queries of n-tile c in the
+            // permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1).
 #pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    const float wv = __shfl_sync(FULL_MASK, pmw[r], ii);
-                    const float wk = __shfl_sync(FULL_MASK, dcr[r], ii);
+            for (int c = 0; c < QC; ++c) {
+                uint32_t ph[4], pl[4], ch[4], cl[4];
+                tf32_operand<SPLIT>(sT[c][0], ph[0], pl[0]);
+                tf32_operand<SPLIT>(sT[c][2], ph[1], pl[1]);
+                tf32_operand<SPLIT>(sT[c][1], ph[2], pl[2]);
+                tf32_operand<SPLIT>(sT[c][3], ph[3], pl[3]);
+                if (CONTENT) {
+                    tf32_operand<SPLIT>(eT[c][0], ch[0], cl[0]);
+                    tf32_operand<SPLIT>(eT[c][2], ch[1], cl[1]);
+                    tf32_operand<SPLIT>(eT[c][1], ch[2], cl[2]);
+                    tf32_operand<SPLIT>(eT[c][3], ch[3], cl[3]);
+                }
+                const int ro = (c * 8 + 2 * t) * LD + g;
 #pragma unroll
-                    for (int t = 0; t < T; ++t) {
-                        const int d = t * 32 + lane;
-                        dv_acc[r][t] = fmaf(wv, dyT[d * LD + ii], dv_acc[r][t]);
-                        if (content) dk_acc[r][t] = fmaf(wk, qT[d * LD + ii], dk_acc[r][t]);
+                for (int nt = 0; nt < KS; ++nt) {
+                    uint32_t bh[2], bl[2];
+                    tf32_operand<SPLIT>(dy_s[ro + nt * 8], bh[0], bl[0]);
+                    tf32_operand<SPLIT>(dy_s[ro + LD + nt * 8], bh[1], bl[1]);
+                    mma_f32_16x8x8<SPLIT>(dv_acc[nt], ph, pl, bh, bl);
+                    if (CONTENT) {
+                        tf32_operand<SPLIT>(q_s[ro + nt * 8], bh[0], bl[0]);
+                        tf32_operand<SPLIT>(q_s[ro + LD + nt * 8], bh[1], bl[1]);
+                        mma_f32_16x8x8<SPLIT>(dk_acc[nt], ch, cl, bh, bl);
                     }
                 }
             }
+            __syncthreads();  // ∂C and the diagonal partials are complete
 
-            if (content) {
-                __syncthreads();  // dc_s complete
-                // dq_i += scale · Σ_{j in tile} ∂c_ij k_j: one atomicAdd per (i, d) per block.
-                for (int idx = tid; idx < BQ * DH; idx += THREADS) {
-                    const int ii = idx / DH, d = idx % DH;
-                    if (ii >= qcount || d >= a.dh) continue;
-                    float sum = 0.0f;
+            if (CONTENT) {
+                // dQ (32 queries × DH) += ∂C (32 × 64 keys) · K: warp w takes queries
+                // 16·(w & 1) .. +15 and the output columns of half w >> 1.
+                const int qr = (warp & 1) * 16, nt0 = (warp >> 1) * HALF;
+                float acc[HALF][4];
 #pragma unroll
-                    for (int r = 0; r < BK; ++r) sum = fmaf(dc_s[r * LD + ii], k_s[r * DH + d], sum);
-                    if (sum != 0.0f) atomicAdd(&dq[base + (size_t)(q0 + ii) * W + d], sum * a.scale);
+                for (int c = 0; c < HALF; ++c)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
+#pragma unroll 2
+                for (int ks = 0; ks < BK / 8; ++ks) {
+                    const int ao = (ks * 8 + t) * LDQ + qr + g;  // A[query][key] = ∂C[key][query]
+                    uint32_t ah[4], al[4];
+                    tf32_operand<SPLIT>(dc_s[ao], ah[0], al[0]);
+                    tf32_operand<SPLIT>(dc_s[ao + 8], ah[1], al[1]);
+                    tf32_operand<SPLIT>(dc_s[ao + 4 * LDQ], ah[2], al[2]);
+                    tf32_operand<SPLIT>(dc_s[ao + 4 * LDQ + 8], ah[3], al[3]);
+#pragma unroll
+                    for (int c = 0; c < HALF; ++c) {
+                        const int bo = (ks * 8 + t) * LD + (nt0 + c) * 8 + g;
+                        uint32_t bh[2], bl[2];
+                        tf32_operand<SPLIT>(k_s[bo], bh[0], bl[0]);
+                        tf32_operand<SPLIT>(k_s[bo + 4 * LD], bh[1], bl[1]);
+                        mma_f32_16x8x8<SPLIT>(acc[c], ah, al, bh, bl);
+                    }
+                }
+#pragma unroll
+                for (int c = 0; c < HALF; ++c)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int ii = qr + g + (e >= 2 ? 8 : 0), d = (nt0 + c) * 8 + 2 * t + (e & 1);
+                        if (ii < qcount && d < a.dh && acc[c][e] != 0.0f)
+                            atomicAdd(prm.dq + base + (size_t)(q0 + ii) * W + d, acc[c][e] * a.scale);
+                    }
+            }
+            // The tile's Toeplitz diagonals: one atomic per diagonal i − j = dmin + idx ≥ 0.
+            if (toe_u || toe_l) {
+                for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) {
+                    const int dist = dmin + idx;
+                    if (dist < 0 || dist >= n) continue;
+                    if (toe_u && diag_u[idx] != 0.0f) atomicAdd(du + dist, diag_u[idx]);
+                    if (toe_l && diag_l[idx] != 0.0f) atomicAdd(dl + dist, diag_l[idx]);
                 }
             }
         }
 
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const int j = k0 + warp * R + r;
+        for (int r = 0; r < 2; ++r) {
+            const int j = keys[r];
             if (j >= n) continue;
 #pragma unroll
-            for (int t = 0; t < T; ++t) {
-                const int d = t * 32 + lane;
-                if (d >= a.dh) continue;
-                if (content) dk[base + (size_t)j * W + d] = dk_acc[r][t] * a.scale;
-                dv[base + (size_t)j * W + d] = dv_acc[r][t];
-            }
+            for (int c = 0; c < KS; ++c)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int d = c * 8 + 2 * t + e;
+                    if (d >= a.dh) continue;
+                    if (CONTENT) prm.dk[base + (size_t)j * W + d] = dk_acc[c][2 * r + e] * a.scale;
+                    prm.dv[base + (size_t)j * W + d] = dv_acc[c][2 * r + e];
+                }
         }
     }
 }
 
 }  // namespace
 
-// ─── attn_fwd ───────────────────────────────────────────────────────────────────────────────
-#define PASA_ATTN_FWD(NAME, DH, R)                                                               \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(const AttnFwdParams p) {       \
-        const AttnIn& in = p.inputs;                                                             \
-        attn_fwd_impl<DH, R>(in.q, in.k, in.v, in.pos, in.u, in.l, in.start, p.y, p.lse, p.dims); \
+// ─── attn_fwd: the explicit list of instantiations (bucket DH × score source; fp32 mode) ─────
+#define PASA_ATTN_FWD(NAME, DH, CONTENT)                                                         \
+    extern "C" __global__ void __launch_bounds__(THREADS, FwdMinBlocks<DH>::value)             \
+        NAME(const AttnFwdParams p) {                                                            \
+        attn_fwd_impl<DH, CONTENT, true>(p.inputs, p.y, p.lse, p.dims);                         \
     }
-PASA_ATTN_FWD(attn_fwd_d32, 32, 8)
-PASA_ATTN_FWD(attn_fwd_d64, 64, 8)
-PASA_ATTN_FWD(attn_fwd_d128, 128, 4)
+PASA_ATTN_FWD(attn_fwd_d32, 32, true)
+PASA_ATTN_FWD(attn_fwd_d64, 64, true)
+PASA_ATTN_FWD(attn_fwd_d128, 128, true)
+PASA_ATTN_FWD(attn_fwd_pos_d32, 32, false)
+PASA_ATTN_FWD(attn_fwd_pos_d64, 64, false)
+PASA_ATTN_FWD(attn_fwd_pos_d128, 128, false)
 
 // ─── attn_bwd_preprocess: D_i = dy_i·y_i, and dq = 0 ─────────────────────────────────────────
 extern "C" __global__ void __launch_bounds__(256)
@@ -429,16 +615,24 @@ extern "C" __global__ void __launch_bounds__(256)
     if (lane == 0) D[row] = s;  // row = (b·H + h)·n + i: the [B, H, n] layout
 }
 
-// ─── attn_bwd ───────────────────────────────────────────────────────────────────────────────
-#define PASA_ATTN_BWD(NAME, DH, R)                                                               \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(const AttnBwdParams p) {       \
-        const AttnIn& in = p.inputs;                                                             \
-        attn_bwd_impl<DH, R>(in.q, in.k, in.v, in.pos, in.u, in.l, in.start, p.dy, p.lse,       \
-                             p.delta, p.dq, p.dk, p.dv, p.ws_du, p.ws_dl, p.ws_dpos, p.dims);    \
+// ─── attn_bwd: the explicit list of instantiations (bucket DH × score source; fp32 mode) ─────
+// Registers: dk and dv of 16 keys × DH stay in registers (2·DH/4 per thread: 32 at d64, 64 at
+// d128); at d128 that alone is half of a 128-register budget, so 1 block per SM there.
+template <int DH>
+struct BwdMinBlocks {
+    static constexpr int value = DH <= 64 ? 2 : 1;
+};
+#define PASA_ATTN_BWD(NAME, DH, CONTENT)                                                         \
+    extern "C" __global__ void __launch_bounds__(THREADS, BwdMinBlocks<DH>::value)             \
+        NAME(const AttnBwdParams p) {                                                            \
+        attn_bwd_impl<DH, CONTENT, true>(p);                                                     \
     }
-PASA_ATTN_BWD(attn_bwd_d32, 32, 8)
-PASA_ATTN_BWD(attn_bwd_d64, 64, 8)
-PASA_ATTN_BWD(attn_bwd_d128, 128, 4)
+PASA_ATTN_BWD(attn_bwd_d32, 32, true)
+PASA_ATTN_BWD(attn_bwd_d64, 64, true)
+PASA_ATTN_BWD(attn_bwd_d128, 128, true)
+PASA_ATTN_BWD(attn_bwd_pos_d32, 32, false)
+PASA_ATTN_BWD(attn_bwd_pos_d64, 64, false)
+PASA_ATTN_BWD(attn_bwd_pos_d128, 128, false)
 
 // ─── attn_reduce_kernel_grad: workspace [G][H][tri_col] → gradient in parameter layout ──────
 extern "C" __global__ void __launch_bounds__(256)

@@ -54,9 +54,9 @@ struct AttnBwdParams {
     float* dq;
     float* dk;
     float* dv;
-    float* ws_du;    // kernel-gradient workspaces [G][H][n(n+1)/2]; null when not wanted
-    float* ws_dl;
-    float* ws_dpos;
+    float* du;    // kernel gradients in parameter layout, zeroed before the launch (the
+    float* dl;    // kernel adds into them with atomics); null when not wanted
+    float* dpos;  // [H, n, n]
     AttnDims dims;
 };
 
@@ -139,9 +139,9 @@ PASA_AT(AttnBwdParams, delta, 72);
 PASA_AT(AttnBwdParams, dq, 80);
 PASA_AT(AttnBwdParams, dk, 88);
 PASA_AT(AttnBwdParams, dv, 96);
-PASA_AT(AttnBwdParams, ws_du, 104);
-PASA_AT(AttnBwdParams, ws_dl, 112);
-PASA_AT(AttnBwdParams, ws_dpos, 120);
+PASA_AT(AttnBwdParams, du, 104);
+PASA_AT(AttnBwdParams, dl, 112);
+PASA_AT(AttnBwdParams, dpos, 120);
 PASA_AT(AttnBwdParams, dims, 128);
 
 static_assert(sizeof(MixDims) == 24, "MixDims size");

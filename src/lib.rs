@@ -39,7 +39,8 @@ pub mod kernels {
 
     /// Entry points each kernel file must export (unmangled `extern "C"` names), one file
     /// per op family (the families of `pasa::backend`; `Memory`'s copies and `Dense`'s GEMM
-    /// are driver and cuBLAS calls, not kernels).
+    /// are driver and cuBLAS calls, not kernels), and `mma_check`, the tensor-core fragments'
+    /// known-answer kernels of the parity tests.
     pub const ENTRY_POINTS: &[(&str, &[&str])] = &[
         (
             "attention",
@@ -47,10 +48,16 @@ pub mod kernels {
                 "attn_fwd_d32",
                 "attn_fwd_d64",
                 "attn_fwd_d128",
+                "attn_fwd_pos_d32",
+                "attn_fwd_pos_d64",
+                "attn_fwd_pos_d128",
                 "attn_bwd_preprocess",
                 "attn_bwd_d32",
                 "attn_bwd_d64",
                 "attn_bwd_d128",
+                "attn_bwd_pos_d32",
+                "attn_bwd_pos_d64",
+                "attn_bwd_pos_d128",
                 "attn_reduce_kernel_grad",
                 "mix_fwd",
                 "mix_bwd",
@@ -59,6 +66,10 @@ pub mod kernels {
         ("dense", &["bias_add"]),
         ("embedding", &["embedding_fwd", "embedding_bwd"]),
         ("loss", &["cross_entropy_in_place", "bce_fwd", "bce_bwd"]),
+        (
+            "mma_check",
+            &["mma_check_tf32", "mma_check_split", "mma_check_bf16"],
+        ),
         (
             "memory",
             &["fill_f32", "axpy_f32", "scale_f32", "sumsq", "sum_f32"],

@@ -28,7 +28,7 @@
 
 use libtest_mimic::{Completion, Trial};
 use pasa::backend::cpu::Cpu;
-use pasa::backend::cuda::{cuda_available, Cuda, GpuBuf, GpuInts, Pinned};
+use pasa::backend::cuda::{cuda_available, Cuda, GpuBuf, GpuInts, MmaShape, Pinned};
 use pasa::backend::prelude::*;
 use pasa::backend::{
     Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
@@ -49,6 +49,10 @@ type Test = fn(Cuda);
 
 /// Every test, by name (the names `cargo test --test parity -- FILTER` matches).
 const TESTS: &[(&str, Test)] = &[
+    (
+        "mma_fragments_equal_a_scalar_product",
+        mma_fragments_equal_a_scalar_product,
+    ),
     ("memory_fill_axpy_and_sums", memory_fill_axpy_and_sums),
     (
         "gemm_row_major_transposes_batches_alpha_beta",
@@ -233,6 +237,66 @@ fn nan<B: Backend>(b: &B, len: usize) -> B::Buf {
 
 fn dl<B: Backend>(b: &B, x: &B::Buf) -> Vec<f32> {
     b.download(x.view())
+}
+
+// ─── tensor-core fragments (kernels/mma.cuh) ────────────────────────────────────────────────
+
+/// The TF32 operand cvt.rna.tf32.f32 makes of x: 10 mantissa bits, nearest, ties away.
+fn tf32(x: f32) -> f64 {
+    f32::from_bits((x.to_bits() + 0x1000) & 0xffff_e000) as f64
+}
+
+/// One mma of each shape on random operands against a scalar product of the operands as
+/// the shape rounds them, summed in f64. Bounds, relative to s = |c| + Σ_k |a_ik b_kj|:
+/// TF32 and bf16 products are exact in f32, so only the f32 accumulation errs (k + 1 roundings
+/// of 2⁻²⁴): 1e-6; the split TF32 product (against the unrounded operands) also misses lo·lo
+/// and the rounding of lo, about 3·2⁻²² each: 4e-6.
+fn mma_fragments_equal_a_scalar_product(g: Cuda) {
+    for shape in [MmaShape::Tf32, MmaShape::SplitTf32, MmaShape::Bf16] {
+        let (m, n, k) = shape.dims();
+        let round = |x: f32| match shape {
+            MmaShape::Tf32 => tf32(x),
+            MmaShape::SplitTf32 => x as f64,
+            MmaShape::Bf16 => half::bf16::from_f32(x).to_f64(),
+        };
+        let bound = if shape == MmaShape::SplitTf32 {
+            4e-6
+        } else {
+            1e-6
+        };
+        for trial in 0..8u64 {
+            let seed = 0x3A3A + 100 * trial;
+            let (a, b, c) = (
+                normals(seed, m * k, 1.0),
+                normals(seed + 1, k * n, 1.0),
+                normals(seed + 2, m * n, 1.0),
+            );
+            let d = g.mma_check(shape, &a, &b, &c);
+            let mut worst = 0.0f64;
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut want, mut size) = (c[i * n + j] as f64, (c[i * n + j] as f64).abs());
+                    for kk in 0..k {
+                        let p = round(a[i * k + kk]) * round(b[kk * n + j]);
+                        want += p;
+                        size += p.abs();
+                    }
+                    let e = (d[i * n + j] as f64 - want).abs() / size;
+                    assert!(
+                        e <= bound,
+                        "{shape:?} trial {trial}: d[{i}][{j}] = {} but the scalar product is \
+                         {want} (error {e:.2e} of the terms' size, bound {bound:.0e}): a \
+                         fragment layout or rounding is wrong",
+                        d[i * n + j]
+                    );
+                    worst = worst.max(e);
+                }
+            }
+            if trial == 0 {
+                eprintln!("mma {shape:?}: worst error {worst:.2e} of the terms' size");
+            }
+        }
+    }
 }
 
 // ─── memory: fill, copy, axpy, sum of squares ───────────────────────────────────────────────────────────────

@@ -30,6 +30,11 @@ enum ShflMode { SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP };
 uint32_t shfl(unsigned mask, uint32_t value, int arg, int mode, int width);
 void* dynamic_smem();
 [[noreturn]] void trap(const char* what);
+// A warp-wide operation (a barrier over the warp's lanes, like a shuffle): every lane deposits
+// its input words and, once all 32 have arrived, `op` runs once with every lane's inputs and
+// outputs (in[l], out[l] for lane l). The warp must be whole and every lane pass the same op.
+using WarpOp = void (*)(const uint32_t* const* in, uint32_t* const* out);
+void warp_collective(unsigned mask, WarpOp op, const uint32_t* in, uint32_t* out);
 
 template <class T>
 T shfl_t(unsigned mask, T v, int arg, int mode, int width) {
@@ -103,3 +108,104 @@ inline unsigned long max(unsigned long a, unsigned long b) { return a > b ? a : 
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+
+inline float __uint_as_float(uint32_t u) {
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+inline uint32_t __float_as_uint(float f) {
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    return u;
+}
+
+// ── Tensor-core products (kernels/mma.cuh) ───────────────────────────────────────────────────
+// The same functions as the device's, as a warp collective: every lane deposits its fragment
+// registers; once the warp is complete, A and B are rebuilt with the PTX ISA's fragment layouts
+// and every lane's four elements of D computed. Products of TF32 or bf16 operands are exact in f64; the sum over k and c is
+// taken in f64 and rounded once (the hardware's order of additions is unspecified; the parity
+// bounds cover the difference).
+#define PASA_EMU_MMA
+namespace pasa {
+// cvt.rna.tf32.f32: 10 mantissa bits, nearest, ties away from zero; Inf and NaN kept.
+inline uint32_t to_tf32(float x) {
+    const uint32_t u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0x007fffffu) ? 0x7fffffffu : u;
+    return (u + 0x1000u) & 0xffffe000u;
+}
+// cvt.rn.bf16x2.f32: nearest even, `lo` in the low half; NaN → canonical NaN.
+inline uint32_t emu_bf16(float x) {
+    const uint32_t u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return 0x7fffu;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+inline uint32_t pack_bf16(float lo, float hi) { return emu_bf16(lo) | (emu_bf16(hi) << 16); }
+
+namespace emu_mma {
+// The value a TF32 operand register holds: the hardware reads its top 19 bits.
+inline double tf32_operand(uint32_t r) { return (double)__uint_as_float(r & 0xffffe000u); }
+inline double bf16_operand(uint32_t r, int half) {
+    return (double)__uint_as_float(((r >> (16 * half)) & 0xffffu) << 16);
+}
+// Every lane's D from full A (16×K), B (K×8) and the lanes' c (words 6..9 of their inputs).
+template <int K>
+inline void finish(const double (&A)[16][K], const double (&B)[K][8], const uint32_t* const* in,
+                   uint32_t* const* out) {
+    for (int l = 0; l < 32; ++l) {
+        const int g = l >> 2, t = l & 3;
+        for (int e = 0; e < 4; ++e) {
+            const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+            double s = (double)__uint_as_float(in[l][6 + e]);
+            for (int k = 0; k < K; ++k) s += A[row][k] * B[k][col];
+            out[l][e] = __float_as_uint((float)s);
+        }
+    }
+}
+// Inputs per lane: a0..a3, b0, b1, c0..c3.
+inline void tf32_op(const uint32_t* const* in, uint32_t* const* out) {
+    double A[16][8], B[8][8];
+    for (int l = 0; l < 32; ++l) {
+        const uint32_t* r = in[l];
+        const int g = l >> 2, t = l & 3;
+        A[g][t] = tf32_operand(r[0]);
+        A[g + 8][t] = tf32_operand(r[1]);
+        A[g][t + 4] = tf32_operand(r[2]);
+        A[g + 8][t + 4] = tf32_operand(r[3]);
+        B[t][g] = tf32_operand(r[4]);
+        B[t + 4][g] = tf32_operand(r[5]);
+    }
+    finish<8>(A, B, in, out);
+}
+inline void bf16_op(const uint32_t* const* in, uint32_t* const* out) {
+    double A[16][16], B[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const uint32_t* r = in[l];
+        const int g = l >> 2, t = l & 3;
+        for (int h = 0; h < 2; ++h) {
+            A[g][2 * t + h] = bf16_operand(r[0], h);
+            A[g + 8][2 * t + h] = bf16_operand(r[1], h);
+            A[g][2 * t + 8 + h] = bf16_operand(r[2], h);
+            A[g + 8][2 * t + 8 + h] = bf16_operand(r[3], h);
+            B[2 * t + h][g] = bf16_operand(r[4], h);
+            B[2 * t + 8 + h][g] = bf16_operand(r[5], h);
+        }
+    }
+    finish<16>(A, B, in, out);
+}
+inline void run(emu::WarpOp op, float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    const uint32_t in[10] = {a[0], a[1], a[2], a[3], b[0], b[1], __float_as_uint(c[0]),
+                             __float_as_uint(c[1]), __float_as_uint(c[2]), __float_as_uint(c[3])};
+    uint32_t out[4];
+    emu::warp_collective(0xffffffffu, op, in, out);
+    for (int e = 0; e < 4; ++e) d[e] = __uint_as_float(out[e]);
+}
+}  // namespace emu_mma
+
+inline void mma_tf32_16x8x8(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    emu_mma::run(emu_mma::tf32_op, d, a, b, c);
+}
+inline void mma_bf16_16x8x16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    emu_mma::run(emu_mma::bf16_op, d, a, b, c);
+}
+}  // namespace pasa

@@ -73,7 +73,14 @@ struct Fiber {
     unsigned mask = 0;
     uint32_t value = 0, result = 0;
     int arg = 0, mode = 0, width = 32;
+    // the pending warp_collective (mode WARP_OP): the operation, this lane's words in and out
+    WarpOp op = nullptr;
+    const uint32_t* op_in = nullptr;
+    uint32_t* op_out = nullptr;
 };
+
+// A warp_collective waits like a shuffle, with a mode of its own.
+constexpr int WARP_OP = 100;
 
 struct Launch {
     const char* kernel = nullptr;
@@ -179,6 +186,20 @@ bool resolve_shuffle(size_t lo, size_t hi) {
         const unsigned need = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
         if ((f.mask & need) != need)
             fail_block("a shuffle with a partial lane mask (not emulated)");
+    }
+    if (first.mode == WARP_OP) {
+        if (lanes != 32) fail_block("a warp-wide operation (mma) in a warp of fewer than 32 threads");
+        const uint32_t* in[32];
+        uint32_t* out[32];
+        for (size_t t = lo; t < hi; ++t) {
+            if (S.fibers[t].op != first.op)
+                fail_block("the lanes of a warp are at different warp-wide operations (mma shapes)");
+            in[t - lo] = S.fibers[t].op_in;
+            out[t - lo] = S.fibers[t].op_out;
+        }
+        first.op(in, out);
+        for (size_t t = lo; t < hi; ++t) S.fibers[t].state = State::Ready;
+        return true;
     }
     for (size_t t = lo; t < hi; ++t) {
         Fiber& f = S.fibers[t];
@@ -289,6 +310,17 @@ uint32_t shfl(unsigned mask, uint32_t value, int arg, int mode, int width) {
     f->width = width;
     block_wait(State::AtShfl);
     return f->result;
+}
+
+void warp_collective(unsigned mask, WarpOp op, const uint32_t* in, uint32_t* out) {
+    Fiber* f = S.cur;
+    f->mask = mask;
+    f->mode = WARP_OP;
+    f->width = 32;
+    f->op = op;
+    f->op_in = in;
+    f->op_out = out;
+    block_wait(State::AtShfl);
 }
 
 void* dynamic_smem() {

@@ -87,8 +87,9 @@ fn kernel_row<T: Real>(
             out[st..=i].copy_from_slice(&p[base + st..=base + i]);
         }
         KernelKind::Toeplitz => {
-            for j in st..=i {
-                out[j] = p[i - j];
+            // out[j] = p[i − j]: p's first i − st + 1 values, reversed.
+            for (o, v) in out[st..=i].iter_mut().zip(p[..=i - st].iter().rev()) {
+                *o = *v;
             }
         }
     }
@@ -106,8 +107,8 @@ fn kernel_row_add<T: Real>(kind: KernelKind, g: &mut [T], i: usize, st: usize, r
             }
         }
         KernelKind::Toeplitz => {
-            for j in st..=i {
-                g[i - j] += row[j];
+            for (gv, rv) in g[..=i - st].iter_mut().zip(row[st..=i].iter().rev()) {
+                *gv += *rv;
             }
         }
     }
@@ -138,24 +139,28 @@ fn sum_partials<'a, T: Real>(out: &mut [T], parts: impl Iterator<Item = &'a [T]>
     }
 }
 
-/// The scaled dropout factor of probability (b, h, i, j): 1 without dropout.
+/// The scaled dropout factors of row i of head h, window b: out[j] for the keys j in st..=i
+/// (1 without dropout). A loop of its own, without branches, so that the hashes vectorise.
+#[allow(clippy::too_many_arguments)]
 #[inline]
-fn dropout_factor<T: Real>(
+fn dropout_row<T: Real>(
     s: &AttnShape,
     b: usize,
     h: usize,
     i: usize,
-    j: usize,
+    st: usize,
     inv_keep: T,
-) -> T {
+    out: &mut [T],
+) {
+    let out = &mut out[st..=i];
     if s.dropout > 0.0 {
-        if crate::rng::keep(s.seed, s.dropout_index(b, h, i, j), s.dropout) {
-            inv_keep
-        } else {
-            T::ZERO
+        let first = s.dropout_index(b, h, i, st);
+        for (jj, o) in out.iter_mut().enumerate() {
+            let kept = crate::rng::keep(s.seed, first + jj as u64, s.dropout);
+            *o = if kept { inv_keep } else { T::ZERO };
         }
     } else {
-        T::ONE
+        out.fill(T::ONE);
     }
 }
 
@@ -192,6 +197,8 @@ struct Rows<T> {
     sc: Vec<T>,
     u: Vec<T>,
     l: Vec<T>,
+    /// Dropout factors.
+    d: Vec<T>,
     gu: Vec<T>,
     gl: Vec<T>,
 }
@@ -202,6 +209,7 @@ impl<T: Real> Rows<T> {
             sc: vec![T::ZERO; n],
             u: vec![T::ZERO; n],
             l: vec![T::ZERO; n],
+            d: vec![T::ZERO; n],
             gu: vec![T::ZERO; n],
             gl: vec![T::ZERO; n],
         }
@@ -385,22 +393,18 @@ pub fn attention_forward<T: Real>(
                         kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
                         kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
                         let c = &t.c[ii * m..ii * m + ii + 1];
-                        let mut mx = T::NEG_INFINITY;
-                        for (jj, &cj) in c.iter().enumerate() {
-                            r.sc[jj] = cj * r.u[st + jj];
-                            mx = mx.max(r.sc[jj]);
+                        let sc = &mut r.sc[..=ii];
+                        for (x, (&cj, &uj)) in sc.iter_mut().zip(c.iter().zip(&r.u[st..=i])) {
+                            *x = cj * uj;
                         }
-                        let mut sum = T::ZERO;
-                        for x in &mut r.sc[..=ii] {
-                            *x = (*x - mx).exp();
-                            sum += *x;
-                        }
+                        let (mx, sum) = T::exp_shifted(sc);
                         lseb[h * n + i] = mx + sum.ln();
                         let norm = T::ONE / sum;
+                        dropout_row(s, b, h, i, st, inv, &mut r.d);
                         let (arow, above) = t.a[ii * m..(ii + 1) * m].split_at_mut(ii + 1);
-                        for (jj, a) in arow.iter_mut().enumerate() {
-                            let d = dropout_factor(s, b, h, i, st + jj, inv);
-                            *a = r.sc[jj] * norm * d * r.l[st + jj];
+                        let dl = r.d[st..=i].iter().zip(&r.l[st..=i]);
+                        for (a, (&e, (&dj, &lj))) in arow.iter_mut().zip(sc.iter().zip(dl)) {
+                            *a = e * norm * dj * lj;
                         }
                         above.fill(T::ZERO);
                     }
@@ -536,11 +540,14 @@ pub fn attention_backward<T: Real>(
                         let row = ii * m..ii * m + ii + 1;
                         let (c, p) = (&t.c[row.clone()], &mut t.p[row]);
                         let arow = &mut t.a[ii * m..(ii + 1) * m];
-                        for jj in 0..=ii {
-                            let j = st + jj;
-                            p[jj] = (c[jj] * r.u[j] - lse_i).exp();
-                            let d = dropout_factor(s, b, h, i, j, inv);
-                            arow[jj] = p[jj] * d * r.l[j];
+                        for (pj, (&cj, &uj)) in p.iter_mut().zip(c.iter().zip(&r.u[st..=i])) {
+                            *pj = cj * uj;
+                        }
+                        T::exp_minus(p, lse_i);
+                        dropout_row(s, b, h, i, st, inv, &mut r.d);
+                        let dl = r.d[st..=i].iter().zip(&r.l[st..=i]);
+                        for (a, (&pj, (&dj, &lj))) in arow.iter_mut().zip(p.iter().zip(dl)) {
+                            *a = pj * dj * lj;
                         }
                         arow[ii + 1..].fill(T::ZERO);
                     }
@@ -555,17 +562,25 @@ pub fn attention_backward<T: Real>(
                         let di = dot(&dy[ro..ro + dh], &y[ro..ro + dh]);
                         kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
                         kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
+                        dropout_row(s, b, h, i, st, inv, &mut r.d);
                         let (crow, above) = t.c[ii * m..(ii + 1) * m].split_at_mut(ii + 1);
-                        let pe = t.p[ii * m..].iter().zip(&t.e[ii * m..]);
-                        for (jj, (c, (&p, &e))) in crow.iter_mut().zip(pe).enumerate() {
-                            let j = st + jj;
-                            let d = dropout_factor(s, b, h, i, j, inv);
-                            r.gl[j] = p * d * e;
-                            let ds = p * (d * r.l[j] * e - di);
-                            r.gu[j] = ds * *c;
-                            *c = ds * r.u[j] * scale;
-                            if !content && dpos_len > 0 {
-                                part.dpos[(h * n + i) * n + j] += *c;
+                        // Every slice exactly ii + 1 long, so that the loop has no bounds
+                        // checks and vectorises.
+                        let len = ii + 1;
+                        let (p, e) = (&t.p[ii * m..ii * m + len], &t.e[ii * m..ii * m + len]);
+                        let (ur, lr, dr) = (&r.u[st..=i], &r.l[st..=i], &r.d[st..=i]);
+                        let (gl, gu) = (&mut r.gl[st..=i], &mut r.gu[st..=i]);
+                        for jj in 0..len {
+                            let (p, e, d) = (p[jj], e[jj], dr[jj]);
+                            gl[jj] = p * d * e;
+                            let ds = p * (d * lr[jj] * e - di);
+                            gu[jj] = ds * crow[jj];
+                            crow[jj] = ds * ur[jj] * scale;
+                        }
+                        if !content && dpos_len > 0 {
+                            let at = (h * n + i) * n + st;
+                            for (g, c) in part.dpos[at..at + len].iter_mut().zip(&*crow) {
+                                *g += *c;
                             }
                         }
                         above.fill(T::ZERO);

@@ -46,6 +46,9 @@ pub trait Real:
     /// returns (m, Σ). In f32 the vectorised loops of [`super::vexp`]; in f64 (the gradient
     /// checks' precision) the library's exp.
     fn exp_shifted(row: &mut [Self]) -> (Self, Self);
+    /// Replaces every x by e^(x − m) for a given m ≥ every x (up to rounding), e.g. a saved
+    /// log-sum-exp: the same loops as [`Real::exp_shifted`] without the maximum.
+    fn exp_minus(row: &mut [Self], m: Self);
     /// Row-major strided matrix product (matrixmultiply's sgemm / dgemm).
     ///
     /// # Safety
@@ -71,7 +74,7 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:path, $exp_shifted:path) => {
+    ($t:ty, $gemm:path, $exp_shifted:path, $exp_minus:path) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -118,6 +121,9 @@ macro_rules! impl_real {
             fn exp_shifted(row: &mut [Self]) -> (Self, Self) {
                 $exp_shifted(row)
             }
+            fn exp_minus(row: &mut [Self], m: Self) {
+                $exp_minus(row, m)
+            }
             unsafe fn gemm(
                 m: usize,
                 k: usize,
@@ -140,12 +146,22 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, matrixmultiply::sgemm, exp_shifted_f32);
-impl_real!(f64, matrixmultiply::dgemm, exp_shifted_exact);
+impl_real!(f32, matrixmultiply::sgemm, exp_shifted_f32, exp_minus_f32);
+impl_real!(
+    f64,
+    matrixmultiply::dgemm,
+    exp_shifted_exact,
+    exp_minus_exact
+);
 
 fn exp_shifted_f32(row: &mut [f32]) -> (f32, f32) {
     let m = super::vexp::max(row);
     (m, super::vexp::exp_shifted_sum(row, m))
+}
+
+fn exp_minus_f32(row: &mut [f32], m: f32) {
+    // The sum comes free with the vectorised loop; nobody needs it here.
+    let _ = super::vexp::exp_shifted_sum(row, m);
 }
 
 fn exp_shifted_exact(row: &mut [f64]) -> (f64, f64) {
@@ -156,4 +172,10 @@ fn exp_shifted_exact(row: &mut [f64]) -> (f64, f64) {
         sum += *x;
     }
     (m, sum)
+}
+
+fn exp_minus_exact(row: &mut [f64], m: f64) {
+    for x in row.iter_mut() {
+        *x = (*x - m).exp();
+    }
 }

@@ -20,48 +20,93 @@ type VM<'a> = ViewMut<'a, GpuBuf>;
 /// Threads per block of every attention kernel.
 const THREADS: u32 = 128;
 
-/// Upper bound on the bytes of kernel-gradient workspaces of one backward call. The batch
+/// Upper bound on the bytes of the dL workspace of one `mix_bwd` call. The batch
 /// groups G shrink to stay under it (fewer groups: less parallelism, less memory); at the
 /// default shapes (n 200, B 128, H 1) G = B fits easily.
 const WORKSPACE_BUDGET: usize = 512 << 20;
 
-/// Layout code of the dense [H, n, n] dpos in `attn_reduce_kernel_grad`.
-const LAYOUT_DENSE: i32 = 3;
-
 /// Head-width bucket of the attention kernels: the smallest compiled DH ≥ dh.
 pub(super) struct Bucket {
     pub dh: usize,
+    /// The forward and backward of content scores (q·k) and of positional ones (pos).
     pub fwd: &'static str,
+    pub fwd_pos: &'static str,
     pub bwd: &'static str,
-    /// Query rows per forward block.
-    pub bq: usize,
-    /// Key rows per backward block.
-    pub bk: usize,
+    pub bwd_pos: &'static str,
 }
+
+/// Query rows per forward block (FWD_BQ of attention.cu), and key rows per forward tile.
+const FWD_BQ: usize = 64;
+const FWD_BK: usize = 32;
+/// Key rows per backward block, query rows per backward tile, the row stride of its ∂C tile
+/// and its Toeplitz diagonals per tile (BWD_* of attention.cu).
+const BWD_BK: usize = 64;
+const BWD_BQ: usize = 32;
+const BWD_LDQ: usize = BWD_BQ + 8;
+const BWD_DIAGS: usize = BWD_BK + BWD_BQ - 1;
 
 impl Bucket {
     pub(super) fn for_dh(dh: usize) -> Bucket {
-        let (dhb, fwd, bwd, bq, bk) = match dh {
-            0..=32 => (32, "attn_fwd_d32", "attn_bwd_d32", 32, 32),
-            33..=64 => (64, "attn_fwd_d64", "attn_bwd_d64", 32, 32),
-            65..=128 => (128, "attn_fwd_d128", "attn_bwd_d128", 16, 16),
+        let (dhb, suffix) = match dh {
+            0..=32 => (32, "d32"),
+            33..=64 => (64, "d64"),
+            65..=128 => (128, "d128"),
             _ => panic!(
                 "cuda: the attention kernels support a head width dh ≤ {MAX_HEAD_WIDTH} (got \
                  {dh}); use more heads or --device cpu"
             ),
         };
+        let name = |kind: &str| -> &'static str {
+            match (kind, suffix) {
+                ("fwd", "d32") => "attn_fwd_d32",
+                ("fwd", "d64") => "attn_fwd_d64",
+                ("fwd", _) => "attn_fwd_d128",
+                ("fwd_pos", "d32") => "attn_fwd_pos_d32",
+                ("fwd_pos", "d64") => "attn_fwd_pos_d64",
+                ("fwd_pos", _) => "attn_fwd_pos_d128",
+                ("bwd", "d32") => "attn_bwd_d32",
+                ("bwd", "d64") => "attn_bwd_d64",
+                ("bwd", _) => "attn_bwd_d128",
+                ("bwd_pos", "d32") => "attn_bwd_pos_d32",
+                ("bwd_pos", "d64") => "attn_bwd_pos_d64",
+                _ => "attn_bwd_pos_d128",
+            }
+        };
         Bucket {
             dh: dhb,
-            fwd,
-            bwd,
-            bq,
-            bk,
+            fwd: name("fwd"),
+            fwd_pos: name("fwd_pos"),
+            bwd: name("bwd"),
+            bwd_pos: name("bwd_pos"),
         }
     }
 
-    /// Dynamic shared memory of the backward: 4·(2·BK·DH + 2·DH·33 + BK·33 + 64) bytes.
+    /// The forward kernel for `score`.
+    pub(super) fn fwd_for(&self, score: ScoreSource) -> &'static str {
+        match score {
+            ScoreSource::Content => self.fwd,
+            ScoreSource::Positional => self.fwd_pos,
+        }
+    }
+
+    /// The backward kernel for `score`.
+    pub(super) fn bwd_for(&self, score: ScoreSource) -> &'static str {
+        match score {
+            ScoreSource::Content => self.bwd,
+            ScoreSource::Positional => self.bwd_pos,
+        }
+    }
+
+    /// Dynamic shared memory of the forward: Q [64][DH+4], K and V [32][DH+4] floats.
+    pub(super) fn fwd_smem(&self) -> u32 {
+        (4 * (FWD_BQ + 2 * FWD_BK) * (self.dh + 4)) as u32
+    }
+
+    /// Dynamic shared memory of the backward: K, V [64][DH+4], Q, dY [32][DH+4], ∂C [64][40],
+    /// lse and D [32], two rows of Toeplitz diagonals [95] (floats).
     pub(super) fn bwd_smem(&self) -> u32 {
-        (4 * (2 * self.bk * self.dh + 2 * self.dh * 33 + self.bk * 33 + 64)) as u32
+        let rows = (2 * BWD_BK + 2 * BWD_BQ) * (self.dh + 4);
+        (4 * (rows + BWD_BK * BWD_LDQ + 2 * BWD_BQ + 2 * BWD_DIAGS)) as u32
     }
 }
 
@@ -81,7 +126,7 @@ fn score_code(s: ScoreSource) -> i32 {
     }
 }
 
-/// Batch groups of a backward with `workspaces` kernel-gradient workspaces of H·T floats each.
+/// Batch groups of a `mix_bwd` with `workspaces` workspaces of H·T floats each.
 fn batch_groups(batch: usize, heads: usize, n: usize, workspaces: usize) -> usize {
     let per_group = 4 * workspaces * heads * (n * (n + 1) / 2);
     if per_group == 0 {
@@ -195,10 +240,10 @@ impl Attention for Cuda {
             dims: self.attn_dims(s, 1),
         };
         self.launch_params(
-            bucket.fwd,
-            (blocks(s.n, bucket.bq), s.heads as u32, s.batch as u32),
+            bucket.fwd_for(s.score),
+            (blocks(s.n, FWD_BQ), s.heads as u32, s.batch as u32),
             (THREADS, 1, 1),
-            0,
+            bucket.fwd_smem(),
             &params,
         );
     }
@@ -292,16 +337,12 @@ impl Attention for Cuda {
             ],
         );
 
-        // Kernel-gradient workspaces, zeroed (the kernel adds into them).
-        let nws = [du.is_some(), dl.is_some(), dpos.is_some()]
-            .iter()
-            .filter(|&&x| x)
-            .count();
-        let groups = batch_groups(b, h, n, nws);
-        let tri = n * (n + 1) / 2;
-        let ws = |want: bool| want.then(|| self.zeroed(groups * h * tri));
-        let (ws_du, ws_dl, ws_dpos) = (ws(du.is_some()), ws(dl.is_some()), ws(dpos.is_some()));
-        let wp = |w: &Option<GpuBuf>| w.as_ref().map_or(0, |w| self.addr(w));
+        // The kernel gradients, zeroed: the kernel adds into them (reduced on chip first).
+        let (mut du, mut dl, mut dpos) = (du, dl, dpos);
+        for g in [&mut du, &mut dl, &mut dpos].into_iter().flatten() {
+            self.fill(g.rb(), 0.0);
+        }
+        let gp = |g: &Option<VM>| g.as_ref().map_or(0, |g| self.ptr_mut(g));
 
         let params = AttnBwdParams {
             inputs: self.attn_in(s, &i, start),
@@ -311,29 +352,20 @@ impl Attention for Cuda {
             dq: dq_ptr,
             dk: dk_ptr,
             dv: self.ptr_mut(&dv),
-            ws_du: wp(&ws_du),
-            ws_dl: wp(&ws_dl),
-            ws_dpos: wp(&ws_dpos),
-            dims: self.attn_dims(s, groups),
+            du: gp(&du),
+            dl: gp(&dl),
+            dpos: gp(&dpos),
+            dims: self.attn_dims(s, b),
         };
+        // One batch per block row (G = B): nothing is kept per group any more.
         self.launch_params(
-            bucket.bwd,
-            (blocks(n, bucket.bk), h as u32, groups as u32),
+            bucket.bwd_for(s.score),
+            (blocks(n, BWD_BK), h as u32, b as u32),
             (THREADS, 1, 1),
             bucket.bwd_smem(),
             &params,
         );
-
-        if let (Some(w), Some(d)) = (&ws_du, &du) {
-            self.reduce_kernel_grad(w, d, groups, h, n, kind_code(s.u), s.u_heads);
-        }
-        if let (Some(w), Some(d)) = (&ws_dl, &dl) {
-            self.reduce_kernel_grad(w, d, groups, h, n, kind_code(s.l), s.l_heads);
-        }
-        if let (Some(w), Some(d)) = (&ws_dpos, &dpos) {
-            self.reduce_kernel_grad(w, d, groups, h, n, LAYOUT_DENSE, h);
-        }
-        // Temporaries and workspaces are freed here, stream-ordered after the kernels.
+        // Temporaries are freed here, stream-ordered after the kernels.
         drop((dq_tmp, dk_tmp));
     }
 

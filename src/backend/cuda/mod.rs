@@ -23,6 +23,7 @@ mod graph;
 mod launch;
 mod loss;
 mod memory;
+mod mma_check;
 mod norm;
 mod optim;
 mod params;
@@ -33,6 +34,7 @@ mod step_graph;
 
 pub use device::{cuda_available, device_info};
 pub use graph::{Graph, Pinned};
+pub use mma_check::MmaShape;
 
 use crate::backend::pool::{Counters, Pool, Pooled};
 use crate::backend::profile::Profiler;
@@ -179,22 +181,27 @@ impl Cuda {
         Ok(cuda)
     }
 
-    /// The backward kernels take their shared memory dynamically; above 48 KiB (the d128
+    /// The attention kernels take their shared memory dynamically; above 48 KiB (the d128
     /// bucket) a kernel must opt in before launch.
     fn allow_large_shared_memory(&mut self) -> Result<()> {
         for dh in [32, 64, 128] {
             let b = attention::Bucket::for_dh(dh);
-            let bytes = b.bwd_smem();
-            if bytes > 48 * 1024 {
-                self.func(b.bwd)
-                    .set_attribute(
-                        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        bytes as i32,
-                    )
-                    .map_err(driver_err(&format!(
-                        "allowing {bytes} B of shared memory for {} failed",
-                        b.bwd
-                    )))?;
+            for (name, bytes) in [
+                (b.fwd, b.fwd_smem()),
+                (b.fwd_pos, b.fwd_smem()),
+                (b.bwd, b.bwd_smem()),
+                (b.bwd_pos, b.bwd_smem()),
+            ] {
+                if bytes > 48 * 1024 {
+                    self.func(name)
+                        .set_attribute(
+                            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            bytes as i32,
+                        )
+                        .map_err(driver_err(&format!(
+                            "allowing {bytes} B of shared memory for {name} failed"
+                        )))?;
+                }
             }
         }
         Ok(())
@@ -306,10 +313,18 @@ mod tests {
     fn attention_buckets_and_shared_memory() {
         let b = attention::Bucket::for_dh(50);
         assert_eq!((b.dh, b.fwd, b.bwd), (64, "attn_fwd_d64", "attn_bwd_d64"));
+        assert_eq!(
+            (b.fwd_pos, b.bwd_pos),
+            ("attn_fwd_pos_d64", "attn_bwd_pos_d64")
+        );
         // The launch contracts' byte counts.
-        assert_eq!(attention::Bucket::for_dh(32).bwd_smem(), 21_120);
-        assert_eq!(attention::Bucket::for_dh(64).bwd_smem(), 37_760);
-        assert_eq!(attention::Bucket::for_dh(128).bwd_smem(), 52_544);
+        let bytes = |dh| {
+            let b = attention::Bucket::for_dh(dh);
+            (b.fwd_smem(), b.bwd_smem())
+        };
+        assert_eq!(bytes(32), (18_432, 38_904));
+        assert_eq!(bytes(64), (34_816, 63_480));
+        assert_eq!(bytes(128), (67_584, 112_632));
         assert!(std::panic::catch_unwind(|| attention::Bucket::for_dh(129)).is_err());
     }
 }

@@ -64,9 +64,11 @@ pub(super) struct AttnBwdParams {
     pub dq: CUdeviceptr,
     pub dk: CUdeviceptr,
     pub dv: CUdeviceptr,
-    pub ws_du: CUdeviceptr,
-    pub ws_dl: CUdeviceptr,
-    pub ws_dpos: CUdeviceptr,
+    /// The kernel gradients in parameter layout, zeroed before the launch (the kernel adds
+    /// into them); 0 where not wanted.
+    pub du: CUdeviceptr,
+    pub dl: CUdeviceptr,
+    pub dpos: CUdeviceptr,
     pub dims: AttnDims,
 }
 
@@ -158,8 +160,8 @@ layout!(AttnDims, 56, {
 layout!(AttnIn, 56, { q: 0, k: 8, v: 16, pos: 24, u: 32, l: 40, start: 48 });
 layout!(AttnFwdParams, 128, { inputs: 0, y: 56, lse: 64, dims: 72 });
 layout!(AttnBwdParams, 184, {
-    inputs: 0, dy: 56, lse: 64, delta: 72, dq: 80, dk: 88, dv: 96, ws_du: 104, ws_dl: 112,
-    ws_dpos: 120, dims: 128,
+    inputs: 0, dy: 56, lse: 64, delta: 72, dq: 80, dk: 88, dv: 96, du: 104, dl: 112,
+    dpos: 120, dims: 128,
 });
 layout!(MixDims, 24, { batch: 0, n: 4, heads: 8, dh: 12, l_kind: 16, l_heads: 20 });
 layout!(MixFwdParams, 56, { v: 0, l: 8, start: 16, out: 24, dims: 32 });
