@@ -21,6 +21,8 @@
 //
 // attn_fwd_d32 / attn_fwd_d64 / attn_fwd_d128            content scores (score_kind 0)
 // attn_fwd_pos_d32 / attn_fwd_pos_d64 / attn_fwd_pos_d128   positional scores (score_kind 1)
+//     and the same twelve with the suffix _tf32: the tf32 precision mode (one TF32 product
+//     where the fp32 mode takes three; same contract)
 //     (bucket DH ∈ {32, 64, 128}, needs dh ≤ DH; choose the smallest bucket ≥ dh; the score
 //     source is compiled in: launch the kernel of p.dims.score_kind)
 //   grid   (ceil(n / 64), H, B), block 128
@@ -40,6 +42,7 @@
 //
 // attn_bwd_d32 / attn_bwd_d64 / attn_bwd_d128            content scores
 // attn_bwd_pos_d32 / attn_bwd_pos_d64 / attn_bwd_pos_d128   positional scores
+//     and the same with the suffix _tf32 (tf32 mode)
 //   grid   (ceil(n / 64), H, G) with G ∈ [1, B] batch groups chosen by the launcher: block
 //          z = g handles batches b = g, g+G, g+2G, … one after the other
 //   block  128
@@ -584,18 +587,25 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
 
 }  // namespace
 
-// ─── attn_fwd: the explicit list of instantiations (bucket DH × score source; fp32 mode) ─────
-#define PASA_ATTN_FWD(NAME, DH, CONTENT)                                                         \
+// ─── attn_fwd: the explicit list of instantiations (bucket DH × score source × precision) ───
+// fp32 mode: split TF32 (three products); tf32 mode (`_tf32`): one TF32 product.
+#define PASA_ATTN_FWD(NAME, DH, CONTENT, SPLIT)                                                  \
     extern "C" __global__ void __launch_bounds__(THREADS, FwdMinBlocks<DH>::value)             \
         NAME(const AttnFwdParams p) {                                                            \
-        attn_fwd_impl<DH, CONTENT, true>(p.inputs, p.y, p.lse, p.dims);                         \
+        attn_fwd_impl<DH, CONTENT, SPLIT>(p.inputs, p.y, p.lse, p.dims);                         \
     }
-PASA_ATTN_FWD(attn_fwd_d32, 32, true)
-PASA_ATTN_FWD(attn_fwd_d64, 64, true)
-PASA_ATTN_FWD(attn_fwd_d128, 128, true)
-PASA_ATTN_FWD(attn_fwd_pos_d32, 32, false)
-PASA_ATTN_FWD(attn_fwd_pos_d64, 64, false)
-PASA_ATTN_FWD(attn_fwd_pos_d128, 128, false)
+PASA_ATTN_FWD(attn_fwd_d32, 32, true, true)
+PASA_ATTN_FWD(attn_fwd_d64, 64, true, true)
+PASA_ATTN_FWD(attn_fwd_d128, 128, true, true)
+PASA_ATTN_FWD(attn_fwd_pos_d32, 32, false, true)
+PASA_ATTN_FWD(attn_fwd_pos_d64, 64, false, true)
+PASA_ATTN_FWD(attn_fwd_pos_d128, 128, false, true)
+PASA_ATTN_FWD(attn_fwd_d32_tf32, 32, true, false)
+PASA_ATTN_FWD(attn_fwd_d64_tf32, 64, true, false)
+PASA_ATTN_FWD(attn_fwd_d128_tf32, 128, true, false)
+PASA_ATTN_FWD(attn_fwd_pos_d32_tf32, 32, false, false)
+PASA_ATTN_FWD(attn_fwd_pos_d64_tf32, 64, false, false)
+PASA_ATTN_FWD(attn_fwd_pos_d128_tf32, 128, false, false)
 
 // ─── attn_bwd_preprocess: D_i = dy_i·y_i, and dq = 0 ─────────────────────────────────────────
 extern "C" __global__ void __launch_bounds__(256)
@@ -615,24 +625,30 @@ extern "C" __global__ void __launch_bounds__(256)
     if (lane == 0) D[row] = s;  // row = (b·H + h)·n + i: the [B, H, n] layout
 }
 
-// ─── attn_bwd: the explicit list of instantiations (bucket DH × score source; fp32 mode) ─────
+// ─── attn_bwd: the explicit list of instantiations (bucket DH × score source × precision) ───
 // Registers: dk and dv of 16 keys × DH stay in registers (2·DH/4 per thread: 32 at d64, 64 at
 // d128); at d128 that alone is half of a 128-register budget, so 1 block per SM there.
 template <int DH>
 struct BwdMinBlocks {
     static constexpr int value = DH <= 64 ? 2 : 1;
 };
-#define PASA_ATTN_BWD(NAME, DH, CONTENT)                                                         \
+#define PASA_ATTN_BWD(NAME, DH, CONTENT, SPLIT)                                                  \
     extern "C" __global__ void __launch_bounds__(THREADS, BwdMinBlocks<DH>::value)             \
         NAME(const AttnBwdParams p) {                                                            \
-        attn_bwd_impl<DH, CONTENT, true>(p);                                                     \
+        attn_bwd_impl<DH, CONTENT, SPLIT>(p);                                                    \
     }
-PASA_ATTN_BWD(attn_bwd_d32, 32, true)
-PASA_ATTN_BWD(attn_bwd_d64, 64, true)
-PASA_ATTN_BWD(attn_bwd_d128, 128, true)
-PASA_ATTN_BWD(attn_bwd_pos_d32, 32, false)
-PASA_ATTN_BWD(attn_bwd_pos_d64, 64, false)
-PASA_ATTN_BWD(attn_bwd_pos_d128, 128, false)
+PASA_ATTN_BWD(attn_bwd_d32, 32, true, true)
+PASA_ATTN_BWD(attn_bwd_d64, 64, true, true)
+PASA_ATTN_BWD(attn_bwd_d128, 128, true, true)
+PASA_ATTN_BWD(attn_bwd_pos_d32, 32, false, true)
+PASA_ATTN_BWD(attn_bwd_pos_d64, 64, false, true)
+PASA_ATTN_BWD(attn_bwd_pos_d128, 128, false, true)
+PASA_ATTN_BWD(attn_bwd_d32_tf32, 32, true, false)
+PASA_ATTN_BWD(attn_bwd_d64_tf32, 64, true, false)
+PASA_ATTN_BWD(attn_bwd_d128_tf32, 128, true, false)
+PASA_ATTN_BWD(attn_bwd_pos_d32_tf32, 32, false, false)
+PASA_ATTN_BWD(attn_bwd_pos_d64_tf32, 64, false, false)
+PASA_ATTN_BWD(attn_bwd_pos_d128_tf32, 128, false, false)
 
 // ─── attn_reduce_kernel_grad: workspace [G][H][tri_col] → gradient in parameter layout ──────
 extern "C" __global__ void __launch_bounds__(256)

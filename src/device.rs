@@ -2,6 +2,7 @@
 
 use crate::backend::cpu::Cpu;
 use crate::backend::cuda::{cuda_available, Cuda, MAX_HEAD_WIDTH};
+use crate::backend::Precision;
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 
@@ -21,18 +22,37 @@ pub enum Device {
 
 impl Device {
     /// `cuda` must work or it is an error; `auto` takes the GPU when there is one and the build
-    /// has its kernels, else the CPU with a one-line notice.
-    pub fn pick(d: DeviceArg) -> Result<Device> {
+    /// has its kernels, else the CPU with a one-line notice. `precision` sets the GPU's
+    /// arithmetic; the CPU computes in f32, so another precision there is an error when the CPU
+    /// was asked for and a note when `auto` fell back to it.
+    pub fn pick(d: DeviceArg, precision: Precision) -> Result<Device> {
+        let on_cpu_anyway = |note: bool| -> Result<Device> {
+            if precision != Precision::Fp32 {
+                let msg = format!(
+                    "the CPU computes in f32; --precision {} applies to --device cuda only",
+                    precision_name(precision)
+                );
+                if !note {
+                    return Err(Error::arg("--precision", msg));
+                }
+                eprintln!("note: {msg}");
+            }
+            Ok(Device::Cpu(Cpu::new()))
+        };
+        let on_gpu = |mut c: Cuda| -> Result<Device> {
+            c.set_precision(precision)?;
+            Ok(Device::Cuda(Box::new(c)))
+        };
         match d {
-            DeviceArg::Cpu => Ok(Device::Cpu(Cpu::new())),
+            DeviceArg::Cpu => on_cpu_anyway(false),
             DeviceArg::Cuda => Cuda::new(0)
-                .map(|c| Device::Cuda(Box::new(c)))
-                .map_err(|e| Error::arg("--device cuda", e)),
+                .map_err(|e| Error::arg("--device cuda", e))
+                .and_then(on_gpu),
             DeviceArg::Auto => match cuda_available().and_then(|_| Cuda::new(0)) {
-                Ok(c) => Ok(Device::Cuda(Box::new(c))),
+                Ok(c) => on_gpu(c),
                 Err(e) => {
                     eprintln!("note: running on the CPU: {e}");
-                    Ok(Device::Cpu(Cpu::new()))
+                    on_cpu_anyway(true)
                 }
             },
         }
@@ -54,6 +74,14 @@ impl Device {
             ));
         }
         Ok(())
+    }
+}
+
+/// `--precision`'s spelling of `p`.
+pub fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Fp32 => "fp32",
+        Precision::Tf32 => "tf32",
     }
 }
 

@@ -42,6 +42,7 @@
 //! exclude-seen --json` gives) and draws its curves (`curves.png`). A failing run is reported
 //! and the sweep goes on; failures are listed at the end (exit status 2).
 
+use crate::backend::Precision;
 use crate::cli::{eval_score, train_execute, train_parse_args};
 use crate::config::flags::FLAGS;
 use crate::config::TrainConfig;
@@ -533,7 +534,7 @@ pub fn sweep(o: Options) -> Result<()> {
             _ => "cpu",
         }
     } else {
-        match Device::pick(o.device)? {
+        match Device::pick(o.device, Precision::Fp32)? {
             Device::Cpu(_) => "cpu",
             Device::Cuda(_) => "cuda",
         }

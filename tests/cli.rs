@@ -871,3 +871,43 @@ fn toml_errors_name_the_file_and_the_key() {
         );
     }
 }
+
+/// `--precision` other than fp32 is the GPU's: asked of the CPU it is an error naming the flag
+/// (the run does not start), and an unknown mode is clap's error listing the modes.
+#[test]
+fn precision_other_than_fp32_on_the_cpu_is_an_error() {
+    for cmd in [
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--precision",
+            "tf32",
+            "--epochs",
+            "1",
+        ][..],
+        &[
+            "bench",
+            "--device",
+            "cpu",
+            "--precision",
+            "tf32",
+            "--iters",
+            "1",
+        ][..],
+    ] {
+        assert_error(
+            &pasa(cmd),
+            &[
+                "--precision",
+                "tf32",
+                "--device cuda",
+                "the CPU computes in f32",
+            ],
+        );
+    }
+    assert_clap_error(
+        &pasa(&["train", "--precision", "fp16"]),
+        &["--precision", "fp32", "tf32"],
+    );
+}

@@ -32,7 +32,7 @@ use pasa::backend::cuda::{cuda_available, Cuda, GpuBuf, GpuInts, MmaShape, Pinne
 use pasa::backend::prelude::*;
 use pasa::backend::{
     Activation, AdamStep, AttnGrads, AttnInputs, AttnShape, Dropout, Gemm, KernelKind, MixShape,
-    RowMask, ScoreSource, Strided, RANK_ROW,
+    Precision, RowMask, ScoreSource, Strided, RANK_ROW,
 };
 use pasa::models::{Batch, LossKind, Model, ModelConfig, Reading, PRESETS};
 use pasa::optim::{AdamConfig, OptState};
@@ -83,6 +83,7 @@ const TESTS: &[(&str, Test)] = &[
     ),
     ("attention_n2048", attention_n2048),
     ("mix_every_kind_and_shape", mix_every_kind_and_shape),
+    ("tf32_mode_attention_and_gemm", tf32_mode_attention_and_gemm),
     (
         "one_training_step_of_every_model",
         one_training_step_of_every_model,
@@ -1201,6 +1202,64 @@ fn attention_n2048(g: Cuda) {
             2048,
         );
         parity!(&g, format!("attention n 2048 {score:?}"), attn_go, &c);
+    }
+}
+
+/// The tf32 precision mode against the f32 CPU reference. TF32 keeps 10 of f32's 23 mantissa
+/// bits (a relative rounding of 2⁻¹¹ ≈ 4.9e-4 per operand). Bounds (measured worst on the
+/// emulation, which rounds the operands as the tensor cores do, in brackets): attention y and
+/// lse Max(2e-3) [6e-4], attention gradients Max(1e-2) [2e-3], and Max(5e-2) [3.5e-2] where
+/// n = 1: there dq, dk, dU and dpos are exactly 0 in exact arithmetic (one key: ∂s = p(e − D)
+/// with e = D), and TF32's e against the f32 D leaves noise of about 3e-3 absolute, compared
+/// at the floor of 0.1; GEMMs Max(2e-3). The worst attention error must also exceed 1e-5, or
+/// the TF32 kernels did not run.
+fn tf32_mode_attention_and_gemm(mut g: Cuda) {
+    g.set_precision(Precision::Tf32).expect("tf32 mode");
+    let loosen = |outs: Outs, n: usize| -> Outs {
+        outs.into_iter()
+            .map(|o| {
+                let grad = !matches!(o.name, "y" | "lse" | "c");
+                let tol = match (grad, n) {
+                    (false, _) => Tol::Max(2e-3),
+                    (true, 1) => Tol::Max(5e-2),
+                    (true, _) => Tol::Max(1e-2),
+                };
+                Out { tol, ..o }
+            })
+            .collect()
+    };
+    let mut worst = 0.0f64;
+    let mut seed = 500u64;
+    for (n, dh) in [(1usize, 16usize), (7, 64), (33, 50), (200, 64), (70, 128)] {
+        for score in SCORES {
+            for (u, l) in [
+                (KernelKind::Toeplitz, KernelKind::Full),
+                (KernelKind::Full, KernelKind::Toeplitz),
+                (KernelKind::None, KernelKind::None),
+            ] {
+                seed += 1;
+                let c = attn_case(n, dh, 2, score, u, l, seed.is_multiple_of(2), 0.2, seed);
+                let what = format!("tf32 attention n {n} dh {dh} {score:?} U {u:?} L {l:?}");
+                let (cpu, gpu) = (loosen(attn_go(&Cpu::<f32>::new(), &c), n), attn_go(&g, &c));
+                for (co, go) in cpu.iter().zip(&gpu) {
+                    worst = worst.max(error(&co.data, &go.data, co.tol).0);
+                }
+                compare(&what, &cpu, &gpu);
+            }
+        }
+    }
+    eprintln!("tf32 attention: worst error {worst:.2e} of the tensors' max");
+    assert!(
+        worst > 1e-5,
+        "tf32 mode: the attention matches f32 to {worst:.1e}: the TF32 kernels did not run"
+    );
+    for (m, n, k) in [(7, 33, 5), (200, 257, 50)] {
+        let gm = Gemm::new(m, n, k, false, true);
+        let c = gemm_case(gm, 900 + m as u64);
+        let (cpu, gpu) = (loosen(gemm_go(&Cpu::<f32>::new(), &c), n), gemm_go(&g, &c));
+        let e = error(&cpu[0].data, &gpu[0].data, cpu[0].tol).0;
+        eprintln!("tf32 gemm {m}×{n}×{k}: error {e:.2e} of C's max");
+        compare(&format!("tf32 gemm {gm:?}"), &cpu, &gpu);
     }
 }
 

@@ -3,6 +3,30 @@
 
 use super::{View, ViewMut};
 
+/// The arithmetic of the CUDA backend's products (the fused attention's tensor-core products
+/// and cuBLAS's GEMMs). The CPU always computes in f32.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 results: the attention through split TF32 (three tensor-core products, about f32's
+    /// rounding error), cuBLAS in plain f32.
+    #[default]
+    Fp32,
+    /// TF32 products (10-bit mantissas, about 1e-3 relative error per product): one
+    /// tensor-core product in the attention, cuBLAS's TF32 tensor-op math.
+    Tf32,
+}
+
 /// How a positional kernel (U or L) is parametrised. DESIGN §1.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,

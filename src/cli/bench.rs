@@ -1,6 +1,7 @@
 //! `pasa bench`: time the fused attention and whole training steps on one device.
 
 use crate::backend::Memory;
+use crate::backend::Precision;
 use crate::bench::{self, BenchPlan, BenchShape};
 use crate::device::{Device, DeviceArg};
 use crate::error::Result;
@@ -52,6 +53,11 @@ pub struct BenchArgs {
     /// Device to time
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// Arithmetic of the GPU's products: fp32 (f32 results; the attention through split TF32
+    /// tensor-core products) or tf32 (TF32 products, about 1e-3 relative error, faster); the
+    /// CPU always computes in f32
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -71,7 +77,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         profile: a.profile,
     };
     plan.check()?;
-    let dev = Device::pick(a.device)?;
+    let dev = Device::pick(a.device, a.precision)?;
     for m in &plan.models {
         dev.check_model(&plan.shape.model(m)?)?;
     }

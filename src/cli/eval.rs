@@ -3,6 +3,7 @@
 
 use super::value_name;
 use crate::backend::Memory;
+use crate::backend::Precision;
 use crate::data::split::Split;
 use crate::data::Format;
 use crate::device::{Device, DeviceArg};
@@ -121,7 +122,7 @@ pub fn score(
     }
     train::check_window(cfg.model.n, &seqs)?;
     let data = Split::new(&seqs).map_err(|e| e.note(super::train::data_name(&cfg.data)))?;
-    let dev = Device::pick(device)?;
+    let dev = Device::pick(device, Precision::Fp32)?;
     dev.check_model(&cfg.model)?;
     let seed = train::eval_seed(cfg.seed);
     Ok(on_device!(&dev, |b| {

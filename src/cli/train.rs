@@ -1,6 +1,7 @@
 //! `pasa train`: a new run, or `--resume` of one. Everything that can be checked is checked
 //! before the configuration is printed and before the run directory is touched.
 
+use crate::backend::Precision;
 use crate::config::flags::ConfigFlags;
 use crate::config::{DataConfig, TrainConfig};
 use crate::data::split::Split;
@@ -31,6 +32,11 @@ pub struct TrainArgs {
     /// Device to train on
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// Arithmetic of the GPU's products: fp32 (f32 results; the attention through split TF32
+    /// tensor-core products) or tf32 (TF32 products, about 1e-3 relative error, faster); the
+    /// CPU always computes in f32
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// What `pasa train` was asked to do, once the arguments are checked.
@@ -91,7 +97,7 @@ pub fn execute(a: TrainArgs, quiet: bool) -> Result<()> {
         Some(dir) => plan_resume(dir, &a.flags)?,
         None => plan_new(&a)?,
     };
-    let dev = Device::pick(a.device)?;
+    let dev = Device::pick(a.device, a.precision)?;
     let seqs = cfg.data.load().map_err(|e| match (&run, resuming) {
         (Some(run), true) => e.note(format!(
             "the data file of the run's configuration, {}",

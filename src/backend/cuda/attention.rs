@@ -8,8 +8,8 @@ use super::params::{
 use super::{Cuda, MAX_HEAD_WIDTH};
 use super::{GpuBuf, GpuInts};
 use crate::backend::{
-    Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, ScoreSource, View,
-    ViewMut,
+    Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, Precision,
+    ScoreSource, View, ViewMut,
 };
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaSlice;
@@ -45,39 +45,70 @@ const BWD_BQ: usize = 32;
 const BWD_LDQ: usize = BWD_BQ + 8;
 const BWD_DIAGS: usize = BWD_BK + BWD_BQ - 1;
 
+/// The attention kernels' names by precision and head-width bucket: forward, forward of
+/// positional scores, backward, backward of positional scores (the `.cu` list of
+/// instantiations).
+const KERNEL_NAMES: [[[&str; 4]; 3]; 2] = [
+    [
+        [
+            "attn_fwd_d32",
+            "attn_fwd_pos_d32",
+            "attn_bwd_d32",
+            "attn_bwd_pos_d32",
+        ],
+        [
+            "attn_fwd_d64",
+            "attn_fwd_pos_d64",
+            "attn_bwd_d64",
+            "attn_bwd_pos_d64",
+        ],
+        [
+            "attn_fwd_d128",
+            "attn_fwd_pos_d128",
+            "attn_bwd_d128",
+            "attn_bwd_pos_d128",
+        ],
+    ],
+    [
+        [
+            "attn_fwd_d32_tf32",
+            "attn_fwd_pos_d32_tf32",
+            "attn_bwd_d32_tf32",
+            "attn_bwd_pos_d32_tf32",
+        ],
+        [
+            "attn_fwd_d64_tf32",
+            "attn_fwd_pos_d64_tf32",
+            "attn_bwd_d64_tf32",
+            "attn_bwd_pos_d64_tf32",
+        ],
+        [
+            "attn_fwd_d128_tf32",
+            "attn_fwd_pos_d128_tf32",
+            "attn_bwd_d128_tf32",
+            "attn_bwd_pos_d128_tf32",
+        ],
+    ],
+];
+
 impl Bucket {
-    pub(super) fn for_dh(dh: usize) -> Bucket {
-        let (dhb, suffix) = match dh {
-            0..=32 => (32, "d32"),
-            33..=64 => (64, "d64"),
-            65..=128 => (128, "d128"),
+    pub(super) fn for_dh(dh: usize, precision: Precision) -> Bucket {
+        let (dhb, bucket) = match dh {
+            0..=32 => (32, 0),
+            33..=64 => (64, 1),
+            65..=128 => (128, 2),
             _ => panic!(
                 "cuda: the attention kernels support a head width dh ≤ {MAX_HEAD_WIDTH} (got \
                  {dh}); use more heads or --device cpu"
             ),
         };
-        let name = |kind: &str| -> &'static str {
-            match (kind, suffix) {
-                ("fwd", "d32") => "attn_fwd_d32",
-                ("fwd", "d64") => "attn_fwd_d64",
-                ("fwd", _) => "attn_fwd_d128",
-                ("fwd_pos", "d32") => "attn_fwd_pos_d32",
-                ("fwd_pos", "d64") => "attn_fwd_pos_d64",
-                ("fwd_pos", _) => "attn_fwd_pos_d128",
-                ("bwd", "d32") => "attn_bwd_d32",
-                ("bwd", "d64") => "attn_bwd_d64",
-                ("bwd", _) => "attn_bwd_d128",
-                ("bwd_pos", "d32") => "attn_bwd_pos_d32",
-                ("bwd_pos", "d64") => "attn_bwd_pos_d64",
-                _ => "attn_bwd_pos_d128",
-            }
-        };
+        let [fwd, fwd_pos, bwd, bwd_pos] = KERNEL_NAMES[precision as usize][bucket];
         Bucket {
             dh: dhb,
-            fwd: name("fwd"),
-            fwd_pos: name("fwd_pos"),
-            bwd: name("bwd"),
-            bwd_pos: name("bwd_pos"),
+            fwd,
+            fwd_pos,
+            bwd,
+            bwd_pos,
         }
     }
 
@@ -232,7 +263,7 @@ impl Attention for Cuda {
             self.fill(lse, 0.0);
             return;
         }
-        let bucket = Bucket::for_dh(s.dh);
+        let bucket = Bucket::for_dh(s.dh, self.precision());
         let params = AttnFwdParams {
             inputs: self.attn_in(s, &i, start),
             y: self.ptr_mut(&y),
@@ -300,7 +331,7 @@ impl Attention for Cuda {
             }
             return;
         }
-        let bucket = Bucket::for_dh(s.dh);
+        let bucket = Bucket::for_dh(s.dh, self.precision());
 
         // Content scores need somewhere to put dq and dk even when the caller does not want
         // them (the kernel writes both); positional scores leave them alone.

@@ -18,7 +18,8 @@ impl Memory for Cuda {
     type IBuf = GpuInts;
 
     fn name(&self) -> String {
-        format!("cuda:{} ({})", self.ordinal, self.device_name)
+        let precision = crate::device::precision_name(self.precision());
+        format!("cuda:{} ({}, {precision})", self.ordinal, self.device_name)
     }
     fn synchronize(&self) {
         // A kernel fault surfaces at the next sync point: this one, when timing.

@@ -38,6 +38,7 @@ pub use mma_check::MmaShape;
 
 use crate::backend::pool::{Counters, Pool, Pooled};
 use crate::backend::profile::Profiler;
+use crate::backend::Precision;
 
 use crate::error::{Error, Result};
 use cudarc::cublas::CudaBlas;
@@ -90,6 +91,8 @@ pub struct Cuda {
     step_graphs: Mutex<step_graph::StepGraphs>,
     /// Steps run as graphs (`PASA_CUDA_GRAPH=0` turns them off).
     graphs_on: bool,
+    /// The arithmetic of the products (`--precision`).
+    precision: Precision,
 }
 
 /// A device buffer of the CUDA backend: returns to the backend's pool when dropped.
@@ -176,16 +179,46 @@ impl Cuda {
             mode: Mutex::default(),
             step_graphs: Mutex::default(),
             graphs_on: std::env::var("PASA_CUDA_GRAPH").map_or(true, |v| v != "0"),
+            precision: Precision::Fp32,
         };
         cuda.allow_large_shared_memory()?;
+        cuda.set_precision(Precision::Fp32)?;
         Ok(cuda)
+    }
+
+    /// The arithmetic of the products from now on: the attention kernels of `precision` and
+    /// cuBLAS's math mode (plain f32, or TF32 tensor-op math). Set before training, not
+    /// between the steps of a captured graph.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
+        let mode = match precision {
+            Precision::Fp32 => cublasMath_t::CUBLAS_DEFAULT_MATH,
+            Precision::Tf32 => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+        };
+        // SAFETY: the handle is live (owned by self.blas) and the mode a valid enumerator.
+        let status = unsafe { cublasSetMathMode(*self.blas.handle(), mode) };
+        if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(Error(format!(
+                "CUDA: setting cuBLAS's math mode for --precision {precision:?} failed: {status:?}"
+            )));
+        }
+        self.precision = precision;
+        Ok(())
+    }
+
+    /// The arithmetic of the products ([`Cuda::set_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The attention kernels take their shared memory dynamically; above 48 KiB (the d128
     /// bucket) a kernel must opt in before launch.
     fn allow_large_shared_memory(&mut self) -> Result<()> {
-        for dh in [32, 64, 128] {
-            let b = attention::Bucket::for_dh(dh);
+        for (dh, precision) in [32, 64, 128]
+            .into_iter()
+            .flat_map(|dh| [(dh, Precision::Fp32), (dh, Precision::Tf32)])
+        {
+            let b = attention::Bucket::for_dh(dh, precision);
             for (name, bytes) in [
                 (b.fwd, b.fwd_smem()),
                 (b.fwd_pos, b.fwd_smem()),
@@ -311,7 +344,7 @@ mod tests {
 
     #[test]
     fn attention_buckets_and_shared_memory() {
-        let b = attention::Bucket::for_dh(50);
+        let b = attention::Bucket::for_dh(50, Precision::Fp32);
         assert_eq!((b.dh, b.fwd, b.bwd), (64, "attn_fwd_d64", "attn_bwd_d64"));
         assert_eq!(
             (b.fwd_pos, b.bwd_pos),
@@ -319,12 +352,19 @@ mod tests {
         );
         // The launch contracts' byte counts.
         let bytes = |dh| {
-            let b = attention::Bucket::for_dh(dh);
+            let b = attention::Bucket::for_dh(dh, Precision::Tf32);
             (b.fwd_smem(), b.bwd_smem())
         };
         assert_eq!(bytes(32), (18_432, 38_904));
         assert_eq!(bytes(64), (34_816, 63_480));
         assert_eq!(bytes(128), (67_584, 112_632));
-        assert!(std::panic::catch_unwind(|| attention::Bucket::for_dh(129)).is_err());
+        let t = attention::Bucket::for_dh(128, Precision::Tf32);
+        assert_eq!(
+            (t.fwd, t.bwd_pos),
+            ("attn_fwd_d128_tf32", "attn_bwd_pos_d128_tf32")
+        );
+        assert!(
+            std::panic::catch_unwind(|| attention::Bucket::for_dh(129, Precision::Fp32)).is_err()
+        );
     }
 }
