@@ -26,8 +26,9 @@
 //     (bucket DH ∈ {32, 64, 128}, needs dh ≤ DH; choose the smallest bucket ≥ dh; the score
 //     source is compiled in: launch the kernel of p.dims.score_kind)
 //   grid   (ceil(n / 64), H, B), block 128
-//   shared memory: dynamic, bytes = 4·128·(DH + 4): d32 18 432, d64 34 816, d128 67 584 →
-//          the d128 kernels need CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES ≥ 67 584
+//   shared memory: dynamic, bytes = 4·192·(DH + 4) (Q, and K and V double-buffered):
+//          d32 27 648, d64 52 224, d128 101 376 → the d64 and d128 kernels need
+//          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
 //   params (AttnFwdParams p)   by value, params.cuh: p.inputs (q, k, v, pos, u, l, start),
 //           p.y, p.lse, p.dims (B, n, H, dh, scale, score_kind, u/l kind and heads, dropout,
 //           seed; groups unused)
@@ -93,6 +94,7 @@
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 
 #include "common.cuh"
+#include "async_copy.cuh"
 #include "mma.cuh"
 #include "params.cuh"
 
@@ -112,7 +114,6 @@ template <int DH>
 struct FwdMinBlocks {
     static constexpr int value = DH <= 64 ? 4 : 2;
 };
-constexpr int SCORE_CONTENT = 0;
 
 // Per-call constants shared by forward and backward: AttnDims of params.cuh.
 using AttnArgs = AttnDims;
@@ -126,7 +127,8 @@ __device__ __forceinline__ float dropout_mult(const AttnArgs& a, int b, int h, i
 
 // ═════════════════════════════════════════════════════════════════════════════════════════════
 // Forward on tensor cores. One block: FWD_BQ = 64 queries of one (b, h); warp w owns the 16
-// rows q0 + 16w .. +15. Keys stream through shared memory in tiles of FWD_BK = 32. Per tile a
+// rows q0 + 16w .. +15. Keys stream through shared memory in tiles of FWD_BK = 32, double-
+// buffered: tile t + 1 is copied with cp.async while tile t is computed on. Per tile a
 // warp computes its 16×32 scores S = Q·Kᵀ with m16n8k8 products (k over dh), modulates them
 // by U, updates the online softmax (running max m, running normaliser l, rescaled output), and
 // adds P·L·V with m16n8k8 products (k over the tile's keys). The n×n scores never leave
@@ -144,8 +146,13 @@ __device__ __forceinline__ float dropout_mult(const AttnArgs& a, int b, int h, i
 // ═════════════════════════════════════════════════════════════════════════════════════════════
 constexpr int FWD_BQ = 64, FWD_BK = 32;
 
-// Dynamic shared memory of attn_fwd for bucket DH: Q [64][DH+4], K and V [32][DH+4].
-__host__ __device__ constexpr int fwd_smem_bytes(int DH) { return 4 * (FWD_BQ + 2 * FWD_BK) * (DH + 4); }
+// Dynamic shared memory of attn_fwd for bucket DH: Q [64][DH+4], and K and V [32][DH+4] twice
+// (double-buffered: the next tile loads with cp.async while the current one is used).
+__host__ __device__ constexpr int fwd_smem_bytes(int DH) { return 4 * (FWD_BQ + 4 * FWD_BK) * (DH + 4); }
+// The launch contract's numbers (and Bucket::fwd_smem's, src/backend/cuda/attention.rs).
+static_assert(fwd_smem_bytes(32) == 27648 && fwd_smem_bytes(64) == 52224 &&
+                  fwd_smem_bytes(128) == 101376,
+              "attn_fwd shared memory: update the launch contract and the launcher");
 
 template <int DH, bool CONTENT, bool SPLIT>
 __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restrict__ y,
@@ -154,9 +161,8 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
     constexpr int KS = DH / 8;   // k-steps of Q·Kᵀ, n-tiles of the output
     constexpr int KC = BK / 8;   // n-tiles of the scores, k-steps of P·V
     PASA_DYNAMIC_SMEM(float, smem);
-    float* q_s = smem;            // [BQ][LD]
-    float* k_s = q_s + BQ * LD;   // [BK][LD]
-    float* v_s = k_s + BK * LD;   // [BK][LD]
+    float* q_s = smem;             // [BQ][LD]
+    float* kv_s = q_s + BQ * LD;   // [2][K [BK][LD], V [BK][LD]]: tile t in buffer t & 1
 
     const float* __restrict__ q = in.q;
     const float* __restrict__ k = in.k;
@@ -188,17 +194,30 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 
     // Causal: the last key any row of this block can see is the block's last query.
     const int q_last = min(q0 + BQ, n) - 1;
-    for (int k0 = st; k0 <= q_last; k0 += BK) {
+    // Queue the copies of the key tile from k0 into buffer `buf` (zeros past the tile's keys
+    // and past dh), as one cp.async group.
+    const auto stage = [&](int buf, int k0) {
         const int kcount = min(BK, q_last - k0 + 1);
-        __syncthreads();  // the previous tile (and q_s on the first pass) is complete / consumed
+        float* ks = kv_s + buf * 2 * BK * LD;
         for (int idx = tid; idx < BK * DH; idx += THREADS) {
             const int jj = idx / DH, d = idx % DH;
             const bool inside = jj < kcount && d < a.dh;
-            const size_t off = base + (size_t)(k0 + jj) * W + d;
-            if (CONTENT) k_s[jj * LD + d] = inside ? k[off] : 0.0f;
-            v_s[jj * LD + d] = inside ? v[off] : 0.0f;
+            const size_t off = inside ? base + (size_t)(k0 + jj) * W + d : 0;
+            if (CONTENT) cp_async_f32(ks + jj * LD + d, k + off, inside);
+            cp_async_f32(ks + (BK + jj) * LD + d, v + off, inside);
         }
-        __syncthreads();
+        cp_async_commit();
+    };
+    if (st <= q_last) stage(0, st);
+    for (int k0 = st, buf = 0; k0 <= q_last; k0 += BK, buf ^= 1) {
+        const int kcount = min(BK, q_last - k0 + 1);
+        __syncthreads();  // every thread is done with the previous tile (buffer buf ^ 1)
+        if (k0 + BK <= q_last) stage(buf ^ 1, k0 + BK);
+        else cp_async_commit();  // an empty group, so that one wait fits every iteration
+        cp_async_wait<1>();      // this thread's copies of tile k0 have landed
+        __syncthreads();         // and everyone's (and q_s, on the first pass)
+        const float* k_s = kv_s + buf * 2 * BK * LD;
+        const float* v_s = k_s + BK * LD;
         // A warp whose rows all precede the tile's first key has nothing to add (causal).
         if (r0 + 15 < k0 || r0 >= n) continue;
 
@@ -341,6 +360,9 @@ constexpr int BWD_LDQ = BWD_BQ + 8;  // ∂C rows [key][query]: fragment reads h
 __host__ __device__ constexpr int bwd_smem_bytes(int DH) {
     return 4 * ((2 * BWD_BK + 2 * BWD_BQ) * (DH + 4) + BWD_BK * BWD_LDQ + 2 * BWD_BQ + 2 * BWD_DIAGS);
 }
+static_assert(bwd_smem_bytes(32) == 38904 && bwd_smem_bytes(64) == 63480 &&
+                  bwd_smem_bytes(128) == 112632,
+              "attn_bwd shared memory: update the launch contract and the launcher");
 
 // The gradient parameters of head h (shared by all heads when heads_of_kernel == 1).
 __device__ __forceinline__ float* kernel_grad_head(float* g, int kind, int heads_of_kernel, int h,

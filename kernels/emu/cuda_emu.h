@@ -35,6 +35,12 @@ void* dynamic_smem();
 // outputs (in[l], out[l] for lane l). The warp must be whole and every lane pass the same op.
 using WarpOp = void (*)(const uint32_t* const* in, uint32_t* const* out);
 void warp_collective(unsigned mask, WarpOp op, const uint32_t* in, uint32_t* out);
+// cp.async of the calling thread: a copy of `bytes` (zeros where src_bytes < bytes) queued in
+// its open group; commit closes the group; wait(n) performs the copies of every group but the
+// n newest. Copies never waited for are dropped when the thread exits.
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int n);
 
 template <class T>
 T shfl_t(unsigned mask, T v, int arg, int mode, int width) {
@@ -207,5 +213,18 @@ inline void mma_tf32_16x8x8(float d[4], const uint32_t a[4], const uint32_t b[2]
 }
 inline void mma_bf16_16x8x16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
     emu_mma::run(emu_mma::bf16_op, d, a, b, c);
+}
+}  // namespace pasa
+
+// ── Asynchronous copies (kernels/async_copy.cuh) ────────────────────────────────────────────
+#define PASA_EMU_ASYNC
+namespace pasa {
+inline void cp_async_f32(float* dst, const float* src, bool inside) {
+    emu::cp_async(dst, src, 4, inside ? 4 : 0);
+}
+inline void cp_async_commit() { emu::cp_async_commit(); }
+template <int N>
+inline void cp_async_wait() {
+    emu::cp_async_wait(N);
 }
 }  // namespace pasa

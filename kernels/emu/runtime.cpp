@@ -77,6 +77,14 @@ struct Fiber {
     WarpOp op = nullptr;
     const uint32_t* op_in = nullptr;
     uint32_t* op_out = nullptr;
+    // cp.async: queued copies in issue order, and where each committed group ends in the queue
+    struct Copy {
+        void* dst;
+        const void* src;
+        int bytes, src_bytes;
+    };
+    std::vector<Copy> copies;
+    std::vector<size_t> group_ends;
 };
 
 // A warp_collective waits like a shuffle, with a mode of its own.
@@ -156,6 +164,8 @@ void prepare(Fiber& f) {
     std::memset(sp, 0, 6 * sizeof(uint64_t));
     f.sp = sp;
     f.state = State::Ready;
+    f.copies.clear();  // a block's cp.async copies never waited for are dropped
+    f.group_ends.clear();
 }
 
 void block_wait(State s) {
@@ -321,6 +331,26 @@ void warp_collective(unsigned mask, WarpOp op, const uint32_t* in, uint32_t* out
     f->op_in = in;
     f->op_out = out;
     block_wait(State::AtShfl);
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+    S.cur->copies.push_back({dst, src, bytes, src_bytes});
+}
+
+void cp_async_commit() { S.cur->group_ends.push_back(S.cur->copies.size()); }
+
+void cp_async_wait(int n) {
+    Fiber* f = S.cur;
+    if ((int)f->group_ends.size() <= n) return;
+    const size_t groups = f->group_ends.size() - (size_t)n, end = f->group_ends[groups - 1];
+    for (size_t i = 0; i < end; ++i) {
+        const auto& c = f->copies[i];
+        std::memset(c.dst, 0, (size_t)c.bytes);
+        if (c.src_bytes > 0) std::memcpy(c.dst, c.src, (size_t)c.src_bytes);
+    }
+    f->copies.erase(f->copies.begin(), f->copies.begin() + (long)end);
+    f->group_ends.erase(f->group_ends.begin(), f->group_ends.begin() + (long)groups);
+    for (auto& e : f->group_ends) e -= end;
 }
 
 void* dynamic_smem() {

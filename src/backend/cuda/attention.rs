@@ -128,9 +128,10 @@ impl Bucket {
         }
     }
 
-    /// Dynamic shared memory of the forward: Q [64][DH+4], K and V [32][DH+4] floats.
+    /// Dynamic shared memory of the forward: Q [64][DH+4], K and V [32][DH+4] twice (double
+    /// buffered) floats.
     pub(super) fn fwd_smem(&self) -> u32 {
-        (4 * (FWD_BQ + 2 * FWD_BK) * (self.dh + 4)) as u32
+        (4 * (FWD_BQ + 4 * FWD_BK) * (self.dh + 4)) as u32
     }
 
     /// Dynamic shared memory of the backward: K, V [64][DH+4], Q, dY [32][DH+4], ∂C [64][40],
