@@ -47,9 +47,9 @@
 //   grid   (ceil(n / 64), H, G) with G ∈ [1, B] batch groups chosen by the launcher: block
 //          z = g handles batches b = g, g+G, g+2G, … one after the other
 //   block  128
-//   shared memory: dynamic, bytes = 4·(192·(DH + 4) + 64·40 + 2·32 + 2·95)
-//          d32: 38 904 B, d64: 63 480 B, d128: 112 632 B → the d64 and d128 kernels need
-//          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
+//   shared memory: dynamic, bytes = 4·(256·(DH + 4) + 2·64 + 64·40 + 2·95) (Q, dY, lse and D
+//          double-buffered): d32: 48 376 B, d64: 81 144 B, d128: 146 680 B → every bucket
+//          needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
 //   params (AttnBwdParams p)   by value, params.cuh: p.inputs as in the forward, p.dy,
 //           p.lse, p.delta (D), p.dq, p.dk, p.dv, p.du, p.dl, p.dpos, p.dims with
 //           p.dims.groups = G
@@ -344,7 +344,8 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 //   ∂s = p(m w e − D_i), ∂c = ∂s·U, and the weights p·m·w,
 // then dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q with the elementwise results as A operands straight
 // from the accumulator registers (k over the tile's queries in the permuted order of the
-// forward). ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a
+// forward). Query tiles are double-buffered: tile t + 1 is copied with cp.async while tile t
+// is computed on. ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a
 // 16-query × DH/2 part; atomicAdd: contributions come from the n/64 key blocks).
 //
 // Kernel gradients are reduced on chip: a full U or L (and the dense dpos) gets one atomicAdd
@@ -355,13 +356,15 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 constexpr int BWD_BK = 64, BWD_BQ = 32, BWD_DIAGS = BWD_BK + BWD_BQ - 1;
 constexpr int BWD_LDQ = BWD_BQ + 8;  // ∂C rows [key][query]: fragment reads hit 32 banks
 
-// Dynamic shared memory of attn_bwd for bucket DH (floats): K, V [64][DH+4]; Q, dY [32][DH+4];
-// ∂C [64][40]; lse, D [32]; Toeplitz diagonal partials of dU and dL [95] each.
+// Dynamic shared memory of attn_bwd for bucket DH (floats): K, V [64][DH+4]; twice (double
+// buffered) Q, dY [32][DH+4] and lse, D [32]; ∂C [64][40]; Toeplitz diagonal partials of dU
+// and dL [95] each.
 __host__ __device__ constexpr int bwd_smem_bytes(int DH) {
-    return 4 * ((2 * BWD_BK + 2 * BWD_BQ) * (DH + 4) + BWD_BK * BWD_LDQ + 2 * BWD_BQ + 2 * BWD_DIAGS);
+    return 4 * (2 * BWD_BK * (DH + 4) + 2 * (2 * BWD_BQ * (DH + 4) + 2 * BWD_BQ) + BWD_BK * BWD_LDQ +
+                2 * BWD_DIAGS);
 }
-static_assert(bwd_smem_bytes(32) == 38904 && bwd_smem_bytes(64) == 63480 &&
-                  bwd_smem_bytes(128) == 112632,
+static_assert(bwd_smem_bytes(32) == 48376 && bwd_smem_bytes(64) == 81144 &&
+                  bwd_smem_bytes(128) == 146680,
               "attn_bwd shared memory: update the launch contract and the launcher");
 
 // The gradient parameters of head h (shared by all heads when heads_of_kernel == 1).
@@ -387,14 +390,14 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
     constexpr int QC = BQ / 8;   // n-tiles of Sᵀ (queries); k-steps of dV, dK
     constexpr int HALF = KS / 2; // n-tiles of a warp's half of the dQ tile
     PASA_DYNAMIC_SMEM(float, smem);
+    // The query tile's Q, dY, lse and D are double-buffered (QT floats per buffer): tile t + 1
+    // is copied with cp.async while tile t is computed on.
+    constexpr int QT = 2 * BQ * LD + 2 * BQ;
     float* k_s = smem;                 // [BK][LD]
     float* v_s = k_s + BK * LD;        // [BK][LD]
-    float* q_s = v_s + BK * LD;        // [BQ][LD]
-    float* dy_s = q_s + BQ * LD;       // [BQ][LD]
-    float* dc_s = dy_s + BQ * LD;      // [BK][LDQ]  ∂c of the current tile, [key][query]
-    float* lse_s = dc_s + BK * LDQ;    // [BQ]
-    float* D_s = lse_s + BQ;           // [BQ]
-    float* diag_u = D_s + BQ;          // [BWD_DIAGS]
+    float* qbufs = v_s + BK * LD;      // [2][Q [BQ][LD], dY [BQ][LD], lse [BQ], D [BQ]]
+    float* dc_s = qbufs + 2 * QT;      // [BK][LDQ]  ∂c of the current tile, [key][query]
+    float* diag_u = dc_s + BK * LDQ;   // [BWD_DIAGS]
     float* diag_l = diag_u + BWD_DIAGS;
 
     const AttnIn& in = prm.inputs;
@@ -430,25 +433,43 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) dv_acc[c][e] = dk_acc[c][e] = 0.0f;
 
-        // Queries before the block's first key (or the window's start) see none of its keys.
-        for (int q0 = max(k0, st); q0 < n && k0 + BK > st; q0 += BQ) {
+        // Queue the copies of the query tile from q0 into buffer `buf` (zeros past the tile's
+        // queries and past dh), as one cp.async group.
+        const auto stage = [&](int buf, int q0) {
             const int qcount = min(BQ, n - q0);
-            const int dmin = q0 - (k0 + BK - 1);  // the tile's smallest i − j
-            __syncthreads();  // the previous tile's Q, dY, ∂C and diagonals are consumed
+            float* qs = qbufs + buf * QT;
             for (int idx = tid; idx < BQ * DH; idx += THREADS) {
                 const int ii = idx / DH, d = idx % DH;
                 const bool inside = ii < qcount && d < a.dh;
-                const size_t off = base + (size_t)(q0 + ii) * W + d;
-                if (CONTENT) q_s[ii * LD + d] = inside ? in.q[off] : 0.0f;
-                dy_s[ii * LD + d] = inside ? prm.dy[off] : 0.0f;
+                const size_t off = inside ? base + (size_t)(q0 + ii) * W + d : 0;
+                if (CONTENT) cp_async_f32(qs + ii * LD + d, in.q + off, inside);
+                cp_async_f32(qs + (BQ + ii) * LD + d, prm.dy + off, inside);
             }
             if (tid < BQ) {
-                const size_t r = ((size_t)b * a.heads + h) * n + q0 + tid;
-                lse_s[tid] = tid < qcount ? prm.lse[r] : 0.0f;
-                D_s[tid] = tid < qcount ? prm.delta[r] : 0.0f;
+                const bool inside = tid < qcount;
+                const size_t r = inside ? ((size_t)b * a.heads + h) * n + q0 + tid : 0;
+                cp_async_f32(qs + 2 * BQ * LD + tid, prm.lse + r, inside);
+                cp_async_f32(qs + 2 * BQ * LD + BQ + tid, prm.delta + r, inside);
             }
+            cp_async_commit();
+        };
+        // Queries before the block's first key (or the window's start) see none of its keys.
+        const int q_first = max(k0, st);
+        const bool any = q_first < n && k0 + BK > st;
+        if (any) stage(0, q_first);
+        for (int q0 = q_first, buf = 0; any && q0 < n; q0 += BQ, buf ^= 1) {
+            const int qcount = min(BQ, n - q0);
+            const int dmin = q0 - (k0 + BK - 1);  // the tile's smallest i − j
+            __syncthreads();  // the previous tile's buffer, ∂C and diagonals are consumed
+            if (q0 + BQ < n) stage(buf ^ 1, q0 + BQ);
+            else cp_async_commit();  // an empty group, so that one wait fits every iteration
             for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) diag_u[idx] = diag_l[idx] = 0.0f;
-            __syncthreads();
+            cp_async_wait<1>();  // this thread's copies of tile q0 have landed
+            __syncthreads();     // and everyone's (and K, V on a batch's first tile)
+            const float* q_s = qbufs + buf * QT;
+            const float* dy_s = q_s + BQ * LD;
+            const float* lse_s = dy_s + BQ * LD;
+            const float* D_s = lse_s + BQ;
 
             // Sᵀ = K·Qᵀ and Eᵀ = V·dYᵀ for this warp's 16 keys.
             float sT[QC][4], eT[QC][4];

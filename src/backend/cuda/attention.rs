@@ -134,11 +134,12 @@ impl Bucket {
         (4 * (FWD_BQ + 4 * FWD_BK) * (self.dh + 4)) as u32
     }
 
-    /// Dynamic shared memory of the backward: K, V [64][DH+4], Q, dY [32][DH+4], ∂C [64][40],
-    /// lse and D [32], two rows of Toeplitz diagonals [95] (floats).
+    /// Dynamic shared memory of the backward: K, V [64][DH+4]; twice (double buffered) Q, dY
+    /// [32][DH+4] and lse, D [32]; ∂C [64][40]; two rows of Toeplitz diagonals [95] (floats).
     pub(super) fn bwd_smem(&self) -> u32 {
-        let rows = (2 * BWD_BK + 2 * BWD_BQ) * (self.dh + 4);
-        (4 * (rows + BWD_BK * BWD_LDQ + 2 * BWD_BQ + 2 * BWD_DIAGS)) as u32
+        let query_tile = 2 * BWD_BQ * (self.dh + 4) + 2 * BWD_BQ;
+        let floats = 2 * BWD_BK * (self.dh + 4) + 2 * query_tile + BWD_BK * BWD_LDQ + 2 * BWD_DIAGS;
+        (4 * floats) as u32
     }
 }
 

@@ -355,9 +355,9 @@ mod tests {
             let b = attention::Bucket::for_dh(dh, Precision::Tf32);
             (b.fwd_smem(), b.bwd_smem())
         };
-        assert_eq!(bytes(32), (27_648, 38_904));
-        assert_eq!(bytes(64), (52_224, 63_480));
-        assert_eq!(bytes(128), (101_376, 112_632));
+        assert_eq!(bytes(32), (27_648, 48_376));
+        assert_eq!(bytes(64), (52_224, 81_144));
+        assert_eq!(bytes(128), (101_376, 146_680));
         let t = attention::Bucket::for_dh(128, Precision::Tf32);
         assert_eq!(
             (t.fwd, t.bwd_pos),
