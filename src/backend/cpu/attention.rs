@@ -139,8 +139,8 @@ fn sum_partials<'a, T: Real>(out: &mut [T], parts: impl Iterator<Item = &'a [T]>
     }
 }
 
-/// The scaled dropout factors of row i of head h, window b: out[j] for the keys j in st..=i
-/// (1 without dropout). A loop of its own, without branches, so that the hashes vectorise.
+/// The scaled dropout factors of row i of head h, window b, for the keys st..=i: into `out`
+/// (exactly that long; 1 without dropout). `kept` is scratch of at least as many.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn dropout_row<T: Real>(
@@ -150,14 +150,15 @@ fn dropout_row<T: Real>(
     i: usize,
     st: usize,
     inv_keep: T,
+    kept: &mut [bool],
     out: &mut [T],
 ) {
-    let out = &mut out[st..=i];
+    debug_assert_eq!(out.len(), i + 1 - st);
     if s.dropout > 0.0 {
-        let first = s.dropout_index(b, h, i, st);
-        for (jj, o) in out.iter_mut().enumerate() {
-            let kept = crate::rng::keep(s.seed, first + jj as u64, s.dropout);
-            *o = if kept { inv_keep } else { T::ZERO };
+        let kept = &mut kept[..out.len()];
+        crate::rng::keep_run(s.seed, s.dropout_index(b, h, i, st), s.dropout, kept);
+        for (o, &k) in out.iter_mut().zip(&*kept) {
+            *o = if k { inv_keep } else { T::ZERO };
         }
     } else {
         out.fill(T::ONE);
@@ -195,10 +196,13 @@ fn unused<T: Real>(g: &mut [T]) -> &mut [T] {
 /// Per-window scratch rows, allocated once per task.
 struct Rows<T> {
     sc: Vec<T>,
+    /// Rows of U and L: all ones for a kernel of kind `None`, which [`Rows::kernels`] then
+    /// leaves alone.
     u: Vec<T>,
     l: Vec<T>,
-    /// Dropout factors.
+    /// Dropout factors, and the keep-decisions they come from.
     d: Vec<T>,
+    kept: Vec<bool>,
     gu: Vec<T>,
     gl: Vec<T>,
 }
@@ -207,11 +211,26 @@ impl<T: Real> Rows<T> {
     fn new(n: usize) -> Self {
         Rows {
             sc: vec![T::ZERO; n],
-            u: vec![T::ZERO; n],
-            l: vec![T::ZERO; n],
+            u: vec![T::ONE; n],
+            l: vec![T::ONE; n],
             d: vec![T::ZERO; n],
+            kept: vec![false; n],
             gu: vec![T::ZERO; n],
             gl: vec![T::ZERO; n],
+        }
+    }
+
+    /// U's and L's rows i, keys st..=i, of head h (into u and l).
+    fn kernels(&mut self, s: &AttnShape, u: &[T], l: &[T], h: usize, i: usize, st: usize) {
+        let kernels = [
+            (s.u, s.u_heads, u, &mut self.u),
+            (s.l, s.l_heads, l, &mut self.l),
+        ];
+        for (kind, heads, params, row) in kernels {
+            if kind != KernelKind::None {
+                let head = kernel_head(params, kind, s.n, heads, h);
+                kernel_row(kind, head, i, st, T::ONE, row);
+            }
         }
     }
 }
@@ -222,16 +241,19 @@ const ROW_BLOCK: usize = 64;
 
 /// A window's m×m matrices for one head (m = n − start, row stride m), allocated once per
 /// task: c the unmodulated scores, then (backward) dc; p the probabilities; a the weights on
-/// the values; e = dY·Vᵀ.
+/// the values; e = dY·Vᵀ; d the dropout factors (drawn once for both passes of the backward);
+/// xt the transposed operand of [`lower_outer`].
 struct Tiles<T> {
     c: Vec<T>,
     p: Vec<T>,
     a: Vec<T>,
     e: Vec<T>,
+    d: Vec<T>,
+    xt: Vec<T>,
 }
 
 impl<T: Real> Tiles<T> {
-    fn new(n: usize, backward: bool) -> Self {
+    fn new(n: usize, dh: usize, backward: bool) -> Self {
         let nn = n * n;
         let bw = if backward { nn } else { 0 };
         Tiles {
@@ -239,6 +261,8 @@ impl<T: Real> Tiles<T> {
             p: vec![T::ZERO; bw],
             a: vec![T::ZERO; nn],
             e: vec![T::ZERO; bw],
+            d: vec![T::ZERO; bw],
+            xt: vec![T::ZERO; n * dh],
         }
     }
 }
@@ -248,6 +272,13 @@ fn row_blocks(m: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..m)
         .step_by(ROW_BLOCK)
         .map(move |r0| (r0, (r0 + ROW_BLOCK).min(m)))
+}
+
+/// The end of row ii's query block: the products of [`lower_product`] read a triangular
+/// matrix's row up to there, so its entries above the diagonal must be 0 up to there (and
+/// only up to there).
+fn block_end(ii: usize, m: usize) -> usize {
+    ((ii / ROW_BLOCK + 1) * ROW_BLOCK).min(m)
 }
 
 /// Where a window's head lies in its row-major [n, w] buffers: the first of its m rows at `at`,
@@ -293,17 +324,52 @@ fn lower_product<T: Real>(
     }
 }
 
+/// xt[d·m + ii] = x's row ii, element d, for the m rows of a span: 16 rows at a time, so that
+/// every write fills a cache line's 16 consecutive elements.
+fn transpose_rows<T: Real>(x: &[T], r: Span, m: usize, xt: &mut [T]) {
+    const R: usize = 16;
+    let row = |ii: usize| &x[r.at + ii * r.w..r.at + ii * r.w + r.dh];
+    let full = m - m % R;
+    for i0 in (0..full).step_by(R) {
+        let rows: [&[T]; R] = std::array::from_fn(|j| row(i0 + j));
+        for (d, out) in xt[..r.dh * m].chunks_exact_mut(m).enumerate() {
+            let out = &mut out[i0..i0 + R];
+            for j in 0..R {
+                out[j] = rows[j][d];
+            }
+        }
+    }
+    for ii in full..m {
+        for (d, &v) in row(ii).iter().enumerate() {
+            xt[d * m + ii] = v;
+        }
+    }
+}
+
 /// out[ii·m + jj] = α·a_ii·b_jj for jj ≤ ii < m (and some entries above the diagonal, not to
 /// be read), a the m rows of A, b those of B: a block of rows against B's rows up to its end.
-fn lower_outer<T: Real>(alpha: T, a: &[T], b: &[T], r: Span, m: usize, out: &mut [T]) {
+/// B is first copied transposed into `xt` (m·dh): the product packs B along the contracted
+/// dimension, which B's rows would make a gather, repeated in every block (about 8% of the
+/// attention's time at the ml-1m shape).
+fn lower_outer<T: Real>(
+    alpha: T,
+    a: &[T],
+    b: &[T],
+    r: Span,
+    m: usize,
+    out: &mut [T],
+    xt: &mut [T],
+) {
+    let bt = &mut xt[..m * r.dh];
+    transpose_rows(b, r, m, bt);
     for (r0, r1) in row_blocks(m) {
         gemm_in(
             (r1 - r0, r.dh, r1),
             alpha,
             a,
             Mat::rows(r.at + r0 * r.w, r.w),
-            b,
-            Mat::rows_t(r.at, r.w),
+            bt,
+            Mat::rows(0, m),
             T::ZERO,
             out,
             Mat::rows(r0 * m, m),
@@ -324,6 +390,7 @@ fn scores<T: Real>(
     h: usize,
     st: usize,
     c: &mut [T],
+    xt: &mut [T],
 ) {
     let (n, w, dh) = (s.n, s.width(), s.dh);
     let m = n - st;
@@ -335,7 +402,7 @@ fn scores<T: Real>(
                 w,
                 dh,
             };
-            lower_outer(scale, q, k, r, m, c);
+            lower_outer(scale, q, k, r, m, c, xt);
         }
         ScoreSource::Positional => {
             for ii in 0..m {
@@ -375,23 +442,21 @@ pub fn attention_forward<T: Real>(
         .zip(lse.par_chunks_mut(heads * n))
         .enumerate()
         .for_each_init(
-            || (Rows::new(n), Tiles::new(n, false)),
+            || (Rows::new(n), Tiles::new(n, dh, false)),
             |(r, t), (b, (yb, lseb))| {
-                yb.fill(T::ZERO);
-                lseb.fill(T::ZERO);
+                // The heads' products overwrite rows st.. of y; the padded rows are 0.
                 let st = (start[b] as usize).min(n);
+                yb[..st * w].fill(T::ZERO);
+                lseb.fill(T::ZERO);
                 let m = n - st;
                 if m == 0 {
                     return;
                 }
                 for h in 0..heads {
-                    let uh = kernel_head(u, s.u, n, s.u_heads, h);
-                    let lh = kernel_head(l, s.l, n, s.l_heads, h);
-                    scores(s, q, k, pos, b, h, st, &mut t.c);
+                    scores(s, q, k, pos, b, h, st, &mut t.c, &mut t.xt);
                     for ii in 0..m {
                         let i = st + ii;
-                        kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
-                        kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
+                        r.kernels(s, u, l, h, i, st);
                         let c = &t.c[ii * m..ii * m + ii + 1];
                         let sc = &mut r.sc[..=ii];
                         for (x, (&cj, &uj)) in sc.iter_mut().zip(c.iter().zip(&r.u[st..=i])) {
@@ -400,8 +465,9 @@ pub fn attention_forward<T: Real>(
                         let (mx, sum) = T::exp_shifted(sc);
                         lseb[h * n + i] = mx + sum.ln();
                         let norm = T::ONE / sum;
-                        dropout_row(s, b, h, i, st, inv, &mut r.d);
-                        let (arow, above) = t.a[ii * m..(ii + 1) * m].split_at_mut(ii + 1);
+                        dropout_row(s, b, h, i, st, inv, &mut r.kept, &mut r.d[st..=i]);
+                        let (arow, above) =
+                            t.a[ii * m..ii * m + block_end(ii, m)].split_at_mut(ii + 1);
                         let dl = r.d[st..=i].iter().zip(&r.l[st..=i]);
                         for (a, (&e, (&dj, &lj))) in arow.iter_mut().zip(sc.iter().zip(dl)) {
                             *a = e * norm * dj * lj;
@@ -486,10 +552,10 @@ pub fn attention_backward<T: Real>(
     };
     let (du_len, dl_len, dpos_len) = (du.len(), dl.len(), dpos.len());
 
-    dq.fill(T::ZERO);
-    dk.fill(T::ZERO);
-    dv.fill(T::ZERO);
     if s.batch == 0 || n == 0 || w == 0 {
+        dq.fill(T::ZERO);
+        dk.fill(T::ZERO);
+        dv.fill(T::ZERO);
         dpos.fill(T::ZERO);
         du.fill(T::ZERO);
         dl.fill(T::ZERO);
@@ -515,12 +581,20 @@ pub fn attention_backward<T: Real>(
                 dl: vec![T::ZERO; dl_len],
             };
             let mut r = Rows::new(n);
-            let mut t = Tiles::new(n, true);
+            let mut t = Tiles::new(n, dh, true);
             let b0 = g * per;
             let b1 = (b0 + per).min(s.batch);
             for b in b0..b1 {
                 let st = (start[b] as usize).min(n);
                 let m = n - st;
+                // The heads' products overwrite rows st.. of dq, dk and dv; the padded rows
+                // are 0 (dq and dk are empty with positional scores).
+                let pad = (b - b0) * n * w..((b - b0) * n + st) * w;
+                for g in [&mut *dqg, &mut *dkg, &mut *dvg] {
+                    if !g.is_empty() {
+                        g[pad.clone()].fill(T::ZERO);
+                    }
+                }
                 if m == 0 {
                     continue;
                 }
@@ -528,47 +602,46 @@ pub fn attention_backward<T: Real>(
                 for h in 0..heads {
                     let at = (b * n + st) * w + h * dh;
                     let lat = ((b - b0) * n + st) * w + h * dh;
-                    let uh = kernel_head(u, s.u, n, s.u_heads, h);
-                    let lh = kernel_head(l, s.l, n, s.l_heads, h);
-                    scores(s, q, k, pos, b, h, st, &mut t.c);
+                    scores(s, q, k, pos, b, h, st, &mut t.c, &mut t.xt);
                     // p_ij recomputed from lse; a_ij = p_ij·dropout_ij·L_ij, the weight of v_j.
                     for ii in 0..m {
                         let i = st + ii;
                         let lse_i = lse[(b * heads + h) * n + i];
-                        kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
-                        kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
+                        r.kernels(s, u, l, h, i, st);
                         let row = ii * m..ii * m + ii + 1;
-                        let (c, p) = (&t.c[row.clone()], &mut t.p[row]);
-                        let arow = &mut t.a[ii * m..(ii + 1) * m];
+                        let (c, p) = (&t.c[row.clone()], &mut t.p[row.clone()]);
                         for (pj, (&cj, &uj)) in p.iter_mut().zip(c.iter().zip(&r.u[st..=i])) {
                             *pj = cj * uj;
                         }
                         T::exp_minus(p, lse_i);
-                        dropout_row(s, b, h, i, st, inv, &mut r.d);
-                        let dl = r.d[st..=i].iter().zip(&r.l[st..=i]);
+                        let d = &mut t.d[row.clone()];
+                        dropout_row(s, b, h, i, st, inv, &mut r.kept, d);
+                        let (arow, above) =
+                            t.a[ii * m..ii * m + block_end(ii, m)].split_at_mut(ii + 1);
+                        let dl = d.iter().zip(&r.l[st..=i]);
                         for (a, (&pj, (&dj, &lj))) in arow.iter_mut().zip(p.iter().zip(dl)) {
                             *a = pj * dj * lj;
                         }
-                        arow[ii + 1..].fill(T::ZERO);
+                        above.fill(T::ZERO);
                     }
                     // dV = Aᵀ·dY; e = dY·Vᵀ.
                     let (ir, gr) = (Span { at, w, dh }, Span { at: lat, w, dh });
                     lower_product(&t.a, m, true, dy, ir, dvg, gr);
-                    lower_outer(T::ONE, dy, v, ir, m, &mut t.e);
+                    lower_outer(T::ONE, dy, v, ir, m, &mut t.e, &mut t.xt);
                     // Through the softmax: dc_ij (into c, in place), and the kernels' rows.
                     for ii in 0..m {
                         let i = st + ii;
                         let ro = (b * n + i) * w + h * dh;
                         let di = dot(&dy[ro..ro + dh], &y[ro..ro + dh]);
-                        kernel_row(s.u, uh, i, st, T::ONE, &mut r.u);
-                        kernel_row(s.l, lh, i, st, T::ONE, &mut r.l);
-                        dropout_row(s, b, h, i, st, inv, &mut r.d);
-                        let (crow, above) = t.c[ii * m..(ii + 1) * m].split_at_mut(ii + 1);
+                        r.kernels(s, u, l, h, i, st);
+                        let (crow, above) =
+                            t.c[ii * m..ii * m + block_end(ii, m)].split_at_mut(ii + 1);
                         // Every slice exactly ii + 1 long, so that the loop has no bounds
                         // checks and vectorises.
                         let len = ii + 1;
-                        let (p, e) = (&t.p[ii * m..ii * m + len], &t.e[ii * m..ii * m + len]);
-                        let (ur, lr, dr) = (&r.u[st..=i], &r.l[st..=i], &r.d[st..=i]);
+                        let row = ii * m..ii * m + len;
+                        let (p, e, dr) = (&t.p[row.clone()], &t.e[row.clone()], &t.d[row]);
+                        let (ur, lr) = (&r.u[st..=i], &r.l[st..=i]);
                         let (gl, gu) = (&mut r.gl[st..=i], &mut r.gu[st..=i]);
                         for jj in 0..len {
                             let (p, e, d) = (p[jj], e[jj], dr[jj]);

@@ -61,6 +61,11 @@ dispatch_avx2!(
 );
 
 dispatch_avx2!(
+    /// Replaces every x by e^(x − m), m ≥ every x (a row maximum or a saved log-sum-exp).
+    exp_shifted(xs: &mut [f32], m: f32) -> () = exp_shifted_body
+);
+
+dispatch_avx2!(
     /// Replaces every x by e^(x − m), m ≥ every x (the row maximum), and returns their sum
     /// (8 lane sums, then the tail, added in a fixed order).
     exp_shifted_sum(xs: &mut [f32], m: f32) -> f32 = exp_shifted_sum_body
@@ -84,12 +89,17 @@ fn max_body(xs: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn exp_shifted_sum_body(xs: &mut [f32], m: f32) -> f32 {
-    // Two passes: a plain loop over the elements is what the loop vectoriser turns into full
-    // 8-wide (AVX2) code; with the sum in the same loop it came out 2 and 4 wide.
+fn exp_shifted_body(xs: &mut [f32], m: f32) {
     for x in xs.iter_mut() {
         *x = exp_nonpositive(*x - m);
     }
+}
+
+#[inline(always)]
+fn exp_shifted_sum_body(xs: &mut [f32], m: f32) -> f32 {
+    // Two passes: a plain loop over the elements is what the loop vectoriser turns into full
+    // 8-wide (AVX2) code; with the sum in the same loop it came out 2 and 4 wide.
+    exp_shifted_body(xs, m);
     let mut lanes = [0.0f32; LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {
@@ -157,6 +167,10 @@ mod tests {
         let (sa, sb) = (exp_shifted_sum(&mut a, m), exp_shifted_sum_body(&mut b, m));
         assert_eq!(sa.to_bits(), sb.to_bits());
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        // Without the sum, the same values.
+        let mut c = xs.clone();
+        exp_shifted(&mut c, m);
+        assert!(a.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()));
         let mut nan = vec![0.0, f32::NAN, -1.0];
         assert!(
             exp_shifted_sum(&mut nan, 0.0).is_nan(),
