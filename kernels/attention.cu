@@ -1,4 +1,5 @@
-// The fused attention family (DESIGN §1–2, `weight` and `mix` readings), fp32 throughout.
+// The fused attention family (DESIGN §1–2, `weight` and `mix` readings), f32 data throughout
+// (the products' operands by precision mode: Prec in mma.cuh).
 //
 // Layouts follow AttnShape / MixShape in src/backend/mod.rs:
 //   q, k, v, y, dy, dq, dk, dv : [B, n, H·dh], head h owns columns h·dh .. (h+1)·dh   (W = H·dh)
@@ -21,8 +22,9 @@
 //
 // attn_fwd_d32 / attn_fwd_d64 / attn_fwd_d128            content scores (score_kind 0)
 // attn_fwd_pos_d32 / attn_fwd_pos_d64 / attn_fwd_pos_d128   positional scores (score_kind 1)
-//     and the same twelve with the suffix _tf32: the tf32 precision mode (one TF32 product
-//     where the fp32 mode takes three; same contract)
+//     and the same with the suffix _tf32: the tf32 precision mode (one TF32 product where the
+//     fp32 mode takes three), and with the suffix _bf16: the bf16 mode (one bf16 product,
+//     m16n8k8.bf16); same contract
 //     (bucket DH ∈ {32, 64, 128}, needs dh ≤ DH; choose the smallest bucket ≥ dh; the score
 //     source is compiled in: launch the kernel of p.dims.score_kind)
 //   grid   (ceil(n / 64), H, B), block 128
@@ -43,7 +45,7 @@
 //
 // attn_bwd_d32 / attn_bwd_d64 / attn_bwd_d128            content scores
 // attn_bwd_pos_d32 / attn_bwd_pos_d64 / attn_bwd_pos_d128   positional scores
-//     and the same with the suffix _tf32 (tf32 mode)
+//     and the same with the suffixes _tf32 (tf32 mode) and _bf16 (bf16 mode)
 //   grid   (ceil(n / 64), H, G) with G ∈ [1, B] batch groups chosen by the launcher: block
 //          z = g handles batches b = g, g+G, g+2G, … one after the other
 //   block  128
@@ -154,7 +156,7 @@ static_assert(fwd_smem_bytes(32) == 27648 && fwd_smem_bytes(64) == 52224 &&
                   fwd_smem_bytes(128) == 101376,
               "attn_fwd shared memory: update the launch contract and the launcher");
 
-template <int DH, bool CONTENT, bool SPLIT>
+template <int DH, bool CONTENT, Prec P>
 __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restrict__ y,
                                               float* __restrict__ lse, const AttnArgs a) {
     constexpr int BQ = FWD_BQ, BK = FWD_BK, LD = DH + 4;
@@ -229,19 +231,11 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
         if (CONTENT) {
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) {
-                const float* qa = q_s + (warp * 16 + g) * LD + ks * 8 + t;
-                uint32_t ah[4], al[4];
-                tf32_operand<SPLIT>(qa[0], ah[0], al[0]);
-                tf32_operand<SPLIT>(qa[8 * LD], ah[1], al[1]);
-                tf32_operand<SPLIT>(qa[4], ah[2], al[2]);
-                tf32_operand<SPLIT>(qa[8 * LD + 4], ah[3], al[3]);
+                const auto qf = frag_a<P>(q_s + (warp * 16 + g) * LD + ks * 8 + t, LD, 1);
 #pragma unroll
                 for (int c = 0; c < KC; ++c) {
                     const float* kb = k_s + (c * 8 + g) * LD + ks * 8 + t;
-                    uint32_t bh[2], bl[2];
-                    tf32_operand<SPLIT>(kb[0], bh[0], bl[0]);
-                    tf32_operand<SPLIT>(kb[4], bh[1], bl[1]);
-                    mma_f32_16x8x8<SPLIT>(s[c], ah, al, bh, bl);
+                    mma(s[c], qf, frag_b<P>(kb[0], kb[4]));
                 }
             }
         }
@@ -298,19 +292,10 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
         // o += W·V: k-step c covers the keys of n-tile c, in the permuted order above.
 #pragma unroll
         for (int c = 0; c < KC; ++c) {
-            uint32_t ah[4], al[4];
-            tf32_operand<SPLIT>(s[c][0], ah[0], al[0]);
-            tf32_operand<SPLIT>(s[c][2], ah[1], al[1]);
-            tf32_operand<SPLIT>(s[c][1], ah[2], al[2]);
-            tf32_operand<SPLIT>(s[c][3], ah[3], al[3]);
+            const auto wf = frag_a_acc<P>(s[c]);
             const float* vb = v_s + (c * 8 + 2 * t) * LD + g;
 #pragma unroll
-            for (int nt = 0; nt < KS; ++nt) {
-                uint32_t bh[2], bl[2];
-                tf32_operand<SPLIT>(vb[nt * 8], bh[0], bl[0]);
-                tf32_operand<SPLIT>(vb[LD + nt * 8], bh[1], bl[1]);
-                mma_f32_16x8x8<SPLIT>(o[nt], ah, al, bh, bl);
-            }
+            for (int nt = 0; nt < KS; ++nt) mma(o[nt], wf, frag_b<P>(vb[nt * 8], vb[LD + nt * 8]));
         }
     }
 
@@ -383,7 +368,7 @@ __device__ __forceinline__ void add_kernel_grad(float* head, float* diag, int ki
     else atomicAdd(diag + (i - j - dmin), v);
 }
 
-template <int DH, bool CONTENT, bool SPLIT>
+template <int DH, bool CONTENT, Prec P>
 __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
     constexpr int BK = BWD_BK, BQ = BWD_BQ, LD = DH + 4, LDQ = BWD_LDQ;
     constexpr int KS = DH / 8;   // k-steps over dh; n-tiles of dk, dv
@@ -480,29 +465,14 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
 #pragma unroll
             for (int ks = 0; ks < KS; ++ks) {
                 const int ao = (warp * 16 + g) * LD + ks * 8 + t;
-                uint32_t kh[4], kl[4], vh[4], vl[4];
-                if (CONTENT) {
-                    tf32_operand<SPLIT>(k_s[ao], kh[0], kl[0]);
-                    tf32_operand<SPLIT>(k_s[ao + 8 * LD], kh[1], kl[1]);
-                    tf32_operand<SPLIT>(k_s[ao + 4], kh[2], kl[2]);
-                    tf32_operand<SPLIT>(k_s[ao + 8 * LD + 4], kh[3], kl[3]);
-                }
-                tf32_operand<SPLIT>(v_s[ao], vh[0], vl[0]);
-                tf32_operand<SPLIT>(v_s[ao + 8 * LD], vh[1], vl[1]);
-                tf32_operand<SPLIT>(v_s[ao + 4], vh[2], vl[2]);
-                tf32_operand<SPLIT>(v_s[ao + 8 * LD + 4], vh[3], vl[3]);
+                FragA<P> kf;
+                if (CONTENT) kf = frag_a<P>(k_s + ao, LD, 1);
+                const auto vf = frag_a<P>(v_s + ao, LD, 1);
 #pragma unroll
                 for (int c = 0; c < QC; ++c) {
                     const int bo = (c * 8 + g) * LD + ks * 8 + t;
-                    uint32_t bh[2], bl[2];
-                    if (CONTENT) {
-                        tf32_operand<SPLIT>(q_s[bo], bh[0], bl[0]);
-                        tf32_operand<SPLIT>(q_s[bo + 4], bh[1], bl[1]);
-                        mma_f32_16x8x8<SPLIT>(sT[c], kh, kl, bh, bl);
-                    }
-                    tf32_operand<SPLIT>(dy_s[bo], bh[0], bl[0]);
-                    tf32_operand<SPLIT>(dy_s[bo + 4], bh[1], bl[1]);
-                    mma_f32_16x8x8<SPLIT>(eT[c], vh, vl, bh, bl);
+                    if (CONTENT) mma(sT[c], kf, frag_b<P>(q_s[bo], q_s[bo + 4]));
+                    mma(eT[c], vf, frag_b<P>(dy_s[bo], dy_s[bo + 4]));
                 }
             }
 
@@ -538,29 +508,14 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
             // permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1).
 #pragma unroll
             for (int c = 0; c < QC; ++c) {
-                uint32_t ph[4], pl[4], ch[4], cl[4];
-                tf32_operand<SPLIT>(sT[c][0], ph[0], pl[0]);
-                tf32_operand<SPLIT>(sT[c][2], ph[1], pl[1]);
-                tf32_operand<SPLIT>(sT[c][1], ph[2], pl[2]);
-                tf32_operand<SPLIT>(sT[c][3], ph[3], pl[3]);
-                if (CONTENT) {
-                    tf32_operand<SPLIT>(eT[c][0], ch[0], cl[0]);
-                    tf32_operand<SPLIT>(eT[c][2], ch[1], cl[1]);
-                    tf32_operand<SPLIT>(eT[c][1], ch[2], cl[2]);
-                    tf32_operand<SPLIT>(eT[c][3], ch[3], cl[3]);
-                }
+                const auto pf = frag_a_acc<P>(sT[c]);
+                FragA<P> cf;
+                if (CONTENT) cf = frag_a_acc<P>(eT[c]);
                 const int ro = (c * 8 + 2 * t) * LD + g;
 #pragma unroll
                 for (int nt = 0; nt < KS; ++nt) {
-                    uint32_t bh[2], bl[2];
-                    tf32_operand<SPLIT>(dy_s[ro + nt * 8], bh[0], bl[0]);
-                    tf32_operand<SPLIT>(dy_s[ro + LD + nt * 8], bh[1], bl[1]);
-                    mma_f32_16x8x8<SPLIT>(dv_acc[nt], ph, pl, bh, bl);
-                    if (CONTENT) {
-                        tf32_operand<SPLIT>(q_s[ro + nt * 8], bh[0], bl[0]);
-                        tf32_operand<SPLIT>(q_s[ro + LD + nt * 8], bh[1], bl[1]);
-                        mma_f32_16x8x8<SPLIT>(dk_acc[nt], ch, cl, bh, bl);
-                    }
+                    mma(dv_acc[nt], pf, frag_b<P>(dy_s[ro + nt * 8], dy_s[ro + LD + nt * 8]));
+                    if (CONTENT) mma(dk_acc[nt], cf, frag_b<P>(q_s[ro + nt * 8], q_s[ro + LD + nt * 8]));
                 }
             }
             __syncthreads();  // ∂C and the diagonal partials are complete
@@ -576,19 +531,12 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
                     for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
 #pragma unroll 2
                 for (int ks = 0; ks < BK / 8; ++ks) {
-                    const int ao = (ks * 8 + t) * LDQ + qr + g;  // A[query][key] = ∂C[key][query]
-                    uint32_t ah[4], al[4];
-                    tf32_operand<SPLIT>(dc_s[ao], ah[0], al[0]);
-                    tf32_operand<SPLIT>(dc_s[ao + 8], ah[1], al[1]);
-                    tf32_operand<SPLIT>(dc_s[ao + 4 * LDQ], ah[2], al[2]);
-                    tf32_operand<SPLIT>(dc_s[ao + 4 * LDQ + 8], ah[3], al[3]);
+                    // A[query][key] = ∂C[key][query]: rows 1 apart, k slots LDQ apart.
+                    const auto af = frag_a<P>(dc_s + (ks * 8 + t) * LDQ + qr + g, 1, LDQ);
 #pragma unroll
                     for (int c = 0; c < HALF; ++c) {
                         const int bo = (ks * 8 + t) * LD + (nt0 + c) * 8 + g;
-                        uint32_t bh[2], bl[2];
-                        tf32_operand<SPLIT>(k_s[bo], bh[0], bl[0]);
-                        tf32_operand<SPLIT>(k_s[bo + 4 * LD], bh[1], bl[1]);
-                        mma_f32_16x8x8<SPLIT>(acc[c], ah, al, bh, bl);
+                        mma(acc[c], af, frag_b<P>(k_s[bo], k_s[bo + 4 * LD]));
                     }
                 }
 #pragma unroll
@@ -631,24 +579,31 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
 }  // namespace
 
 // ─── attn_fwd: the explicit list of instantiations (bucket DH × score source × precision) ───
-// fp32 mode: split TF32 (three products); tf32 mode (`_tf32`): one TF32 product.
-#define PASA_ATTN_FWD(NAME, DH, CONTENT, SPLIT)                                                  \
+// fp32 mode: split TF32 (three products); tf32 mode (`_tf32`): one TF32 product; bf16 mode
+// (`_bf16`): one bf16 product (mma.cuh's Prec).
+#define PASA_ATTN_FWD(NAME, DH, CONTENT, PREC)                                                   \
     extern "C" __global__ void __launch_bounds__(THREADS, FwdMinBlocks<DH>::value)             \
         NAME(const AttnFwdParams p) {                                                            \
-        attn_fwd_impl<DH, CONTENT, SPLIT>(p.inputs, p.y, p.lse, p.dims);                         \
+        attn_fwd_impl<DH, CONTENT, PREC>(p.inputs, p.y, p.lse, p.dims);                          \
     }
-PASA_ATTN_FWD(attn_fwd_d32, 32, true, true)
-PASA_ATTN_FWD(attn_fwd_d64, 64, true, true)
-PASA_ATTN_FWD(attn_fwd_d128, 128, true, true)
-PASA_ATTN_FWD(attn_fwd_pos_d32, 32, false, true)
-PASA_ATTN_FWD(attn_fwd_pos_d64, 64, false, true)
-PASA_ATTN_FWD(attn_fwd_pos_d128, 128, false, true)
-PASA_ATTN_FWD(attn_fwd_d32_tf32, 32, true, false)
-PASA_ATTN_FWD(attn_fwd_d64_tf32, 64, true, false)
-PASA_ATTN_FWD(attn_fwd_d128_tf32, 128, true, false)
-PASA_ATTN_FWD(attn_fwd_pos_d32_tf32, 32, false, false)
-PASA_ATTN_FWD(attn_fwd_pos_d64_tf32, 64, false, false)
-PASA_ATTN_FWD(attn_fwd_pos_d128_tf32, 128, false, false)
+PASA_ATTN_FWD(attn_fwd_d32, 32, true, PREC_FP32)
+PASA_ATTN_FWD(attn_fwd_d64, 64, true, PREC_FP32)
+PASA_ATTN_FWD(attn_fwd_d128, 128, true, PREC_FP32)
+PASA_ATTN_FWD(attn_fwd_pos_d32, 32, false, PREC_FP32)
+PASA_ATTN_FWD(attn_fwd_pos_d64, 64, false, PREC_FP32)
+PASA_ATTN_FWD(attn_fwd_pos_d128, 128, false, PREC_FP32)
+PASA_ATTN_FWD(attn_fwd_d32_tf32, 32, true, PREC_TF32)
+PASA_ATTN_FWD(attn_fwd_d64_tf32, 64, true, PREC_TF32)
+PASA_ATTN_FWD(attn_fwd_d128_tf32, 128, true, PREC_TF32)
+PASA_ATTN_FWD(attn_fwd_pos_d32_tf32, 32, false, PREC_TF32)
+PASA_ATTN_FWD(attn_fwd_pos_d64_tf32, 64, false, PREC_TF32)
+PASA_ATTN_FWD(attn_fwd_pos_d128_tf32, 128, false, PREC_TF32)
+PASA_ATTN_FWD(attn_fwd_d32_bf16, 32, true, PREC_BF16)
+PASA_ATTN_FWD(attn_fwd_d64_bf16, 64, true, PREC_BF16)
+PASA_ATTN_FWD(attn_fwd_d128_bf16, 128, true, PREC_BF16)
+PASA_ATTN_FWD(attn_fwd_pos_d32_bf16, 32, false, PREC_BF16)
+PASA_ATTN_FWD(attn_fwd_pos_d64_bf16, 64, false, PREC_BF16)
+PASA_ATTN_FWD(attn_fwd_pos_d128_bf16, 128, false, PREC_BF16)
 
 // ─── attn_bwd_preprocess: D_i = dy_i·y_i, and dq = 0 ─────────────────────────────────────────
 extern "C" __global__ void __launch_bounds__(256)
@@ -675,23 +630,29 @@ template <int DH>
 struct BwdMinBlocks {
     static constexpr int value = DH <= 64 ? 2 : 1;
 };
-#define PASA_ATTN_BWD(NAME, DH, CONTENT, SPLIT)                                                  \
+#define PASA_ATTN_BWD(NAME, DH, CONTENT, PREC)                                                   \
     extern "C" __global__ void __launch_bounds__(THREADS, BwdMinBlocks<DH>::value)             \
         NAME(const AttnBwdParams p) {                                                            \
-        attn_bwd_impl<DH, CONTENT, SPLIT>(p);                                                    \
+        attn_bwd_impl<DH, CONTENT, PREC>(p);                                                     \
     }
-PASA_ATTN_BWD(attn_bwd_d32, 32, true, true)
-PASA_ATTN_BWD(attn_bwd_d64, 64, true, true)
-PASA_ATTN_BWD(attn_bwd_d128, 128, true, true)
-PASA_ATTN_BWD(attn_bwd_pos_d32, 32, false, true)
-PASA_ATTN_BWD(attn_bwd_pos_d64, 64, false, true)
-PASA_ATTN_BWD(attn_bwd_pos_d128, 128, false, true)
-PASA_ATTN_BWD(attn_bwd_d32_tf32, 32, true, false)
-PASA_ATTN_BWD(attn_bwd_d64_tf32, 64, true, false)
-PASA_ATTN_BWD(attn_bwd_d128_tf32, 128, true, false)
-PASA_ATTN_BWD(attn_bwd_pos_d32_tf32, 32, false, false)
-PASA_ATTN_BWD(attn_bwd_pos_d64_tf32, 64, false, false)
-PASA_ATTN_BWD(attn_bwd_pos_d128_tf32, 128, false, false)
+PASA_ATTN_BWD(attn_bwd_d32, 32, true, PREC_FP32)
+PASA_ATTN_BWD(attn_bwd_d64, 64, true, PREC_FP32)
+PASA_ATTN_BWD(attn_bwd_d128, 128, true, PREC_FP32)
+PASA_ATTN_BWD(attn_bwd_pos_d32, 32, false, PREC_FP32)
+PASA_ATTN_BWD(attn_bwd_pos_d64, 64, false, PREC_FP32)
+PASA_ATTN_BWD(attn_bwd_pos_d128, 128, false, PREC_FP32)
+PASA_ATTN_BWD(attn_bwd_d32_tf32, 32, true, PREC_TF32)
+PASA_ATTN_BWD(attn_bwd_d64_tf32, 64, true, PREC_TF32)
+PASA_ATTN_BWD(attn_bwd_d128_tf32, 128, true, PREC_TF32)
+PASA_ATTN_BWD(attn_bwd_pos_d32_tf32, 32, false, PREC_TF32)
+PASA_ATTN_BWD(attn_bwd_pos_d64_tf32, 64, false, PREC_TF32)
+PASA_ATTN_BWD(attn_bwd_pos_d128_tf32, 128, false, PREC_TF32)
+PASA_ATTN_BWD(attn_bwd_d32_bf16, 32, true, PREC_BF16)
+PASA_ATTN_BWD(attn_bwd_d64_bf16, 64, true, PREC_BF16)
+PASA_ATTN_BWD(attn_bwd_d128_bf16, 128, true, PREC_BF16)
+PASA_ATTN_BWD(attn_bwd_pos_d32_bf16, 32, false, PREC_BF16)
+PASA_ATTN_BWD(attn_bwd_pos_d64_bf16, 64, false, PREC_BF16)
+PASA_ATTN_BWD(attn_bwd_pos_d128_bf16, 128, false, PREC_BF16)
 
 // ─── attn_reduce_kernel_grad: workspace [G][H][tri_col] → gradient in parameter layout ──────
 extern "C" __global__ void __launch_bounds__(256)

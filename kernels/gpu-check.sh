@@ -16,7 +16,7 @@
 #            d 64, 2 blocks, 1 head, batch 128, dropout 0.2, full CE, 200 epochs, no early
 #            stopping), with the test NDCG@10 / HR@10 and the median epoch time in the table;
 #     bench  `pasa bench --device cuda` at the ml-1m shape (every model; sasrec and pasa also with
-#            --precision tf32) and at n 1024, dh 64;
+#            --precision tf32 and bf16) and at n 1024, dh 64;
 #     all    all three (the default).
 #   PASA_EPOCHS and PASA_DEVICE override the training's 200 epochs and the device cuda (for a
 #   dry run on the CPU); PASA_MODELS="pasa" trains one model (one per device call when both do
@@ -141,6 +141,7 @@ bench() {
   step bench-n1024 ./pasa bench --device "${PASA_DEVICE:-cuda}" --model sasrec,pasa --batch 16 --n 1024 --d 128 --heads 2
   if [ "${PASA_DEVICE:-cuda}" = cuda ]; then  # the CPU has only f32
     step bench-ml1m-tf32 ./pasa bench --device cuda --precision tf32 --model sasrec,pasa
+    step bench-ml1m-bf16 ./pasa bench --device cuda --precision bf16 --model sasrec,pasa
   fi
 }
 

@@ -9,6 +9,7 @@
 //   mma_check_split  the same, with A and B split into TF32 hi + lo and three products
 //                    (hi·hi + hi·lo + lo·hi): the attention's fp32 mode
 //   mma_check_bf16   (const float* a [16×16], const float* b [16×8], const float* c, float* d)
+//   mma_check_bf16_k8  the shapes of mma_check_tf32, bf16 operands (m16n8k8.bf16)
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -38,17 +39,13 @@ extern "C" __global__ void __launch_bounds__(32)
 extern "C" __global__ void __launch_bounds__(32)
     mma_check_split(const float* a, const float* b, const float* c, float* d) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const float av[4] = {a[g * 8 + t], a[(g + 8) * 8 + t], a[g * 8 + t + 4], a[(g + 8) * 8 + t + 4]};
-    const float bv[2] = {b[t * 8 + g], b[(t + 4) * 8 + g]};
-    uint32_t ah[4], al[4], bh[2], bl[2];
-    for (int r = 0; r < 4; ++r) split_tf32(av[r], ah[r], al[r]);
-    for (int r = 0; r < 2; ++r) split_tf32(bv[r], bh[r], bl[r]);
+    // Through the attention's fragment types (mma.cuh): A at (g, t), (g+8, t), (g, t+4),
+    // (g+8, t+4), B at (t, g), (t+4, g).
+    const auto af = frag_a<PREC_FP32>(a + g * 8 + t, 8, 1);
+    const auto bf = frag_b<PREC_FP32>(b[t * 8 + g], b[(t + 4) * 8 + g]);
     float acc[4];
     for (int e = 0; e < 4; ++e) acc[e] = c[cd_index(e)];
-    // The small terms first, so they are not lost against the large one.
-    mma_tf32_16x8x8(acc, al, bh, acc);
-    mma_tf32_16x8x8(acc, ah, bl, acc);
-    mma_tf32_16x8x8(acc, ah, bh, acc);
+    mma(acc, af, bf);
     for (int e = 0; e < 4; ++e) d[cd_index(e)] = acc[e];
 }
 
@@ -64,5 +61,17 @@ extern "C" __global__ void __launch_bounds__(32)
     float cf[4], df[4];
     for (int e = 0; e < 4; ++e) cf[e] = c[cd_index(e)];
     mma_bf16_16x8x16(df, af, bf, cf);
+    for (int e = 0; e < 4; ++e) d[cd_index(e)] = df[e];
+}
+
+extern "C" __global__ void __launch_bounds__(32)
+    mma_check_bf16_k8(const float* a, const float* b, const float* c, float* d) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint32_t af[2] = {pack_bf16(a[g * 8 + 2 * t], a[g * 8 + 2 * t + 1]),
+                            pack_bf16(a[(g + 8) * 8 + 2 * t], a[(g + 8) * 8 + 2 * t + 1])};
+    const uint32_t bf[1] = {pack_bf16(b[(2 * t) * 8 + g], b[(2 * t + 1) * 8 + g])};
+    float cf[4], df[4];
+    for (int e = 0; e < 4; ++e) cf[e] = c[cd_index(e)];
+    mma_bf16_16x8x8(df, af, bf, cf);
     for (int e = 0; e < 4; ++e) d[cd_index(e)] = df[e];
 }

@@ -876,38 +876,40 @@ fn toml_errors_name_the_file_and_the_key() {
 /// (the run does not start), and an unknown mode is clap's error listing the modes.
 #[test]
 fn precision_other_than_fp32_on_the_cpu_is_an_error() {
-    for cmd in [
-        &[
-            "train",
-            "--device",
-            "cpu",
-            "--precision",
-            "tf32",
-            "--epochs",
-            "1",
-        ][..],
-        &[
-            "bench",
-            "--device",
-            "cpu",
-            "--precision",
-            "tf32",
-            "--iters",
-            "1",
-        ][..],
-    ] {
-        assert_error(
-            &pasa(cmd),
+    for mode in ["tf32", "bf16"] {
+        for cmd in [
             &[
+                "train",
+                "--device",
+                "cpu",
                 "--precision",
-                "tf32",
-                "--device cuda",
-                "the CPU computes in f32",
-            ],
-        );
+                mode,
+                "--epochs",
+                "1",
+            ][..],
+            &[
+                "bench",
+                "--device",
+                "cpu",
+                "--precision",
+                mode,
+                "--iters",
+                "1",
+            ][..],
+        ] {
+            assert_error(
+                &pasa(cmd),
+                &[
+                    "--precision",
+                    mode,
+                    "--device cuda",
+                    "the CPU computes in f32",
+                ],
+            );
+        }
     }
     assert_clap_error(
         &pasa(&["train", "--precision", "fp16"]),
-        &["--precision", "fp32", "tf32"],
+        &["--precision", "fp32", "tf32", "bf16"],
     );
 }

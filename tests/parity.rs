@@ -84,6 +84,7 @@ const TESTS: &[(&str, Test)] = &[
     ("attention_n2048", attention_n2048),
     ("mix_every_kind_and_shape", mix_every_kind_and_shape),
     ("tf32_mode_attention_and_gemm", tf32_mode_attention_and_gemm),
+    ("bf16_mode_attention_and_gemm", bf16_mode_attention_and_gemm),
     (
         "one_training_step_of_every_model",
         one_training_step_of_every_model,
@@ -253,12 +254,17 @@ fn tf32(x: f32) -> f64 {
 /// of 2⁻²⁴): 1e-6; the split TF32 product (against the unrounded operands) also misses lo·lo
 /// and the rounding of lo, about 3·2⁻²² each: 4e-6.
 fn mma_fragments_equal_a_scalar_product(g: Cuda) {
-    for shape in [MmaShape::Tf32, MmaShape::SplitTf32, MmaShape::Bf16] {
+    for shape in [
+        MmaShape::Tf32,
+        MmaShape::SplitTf32,
+        MmaShape::Bf16,
+        MmaShape::Bf16K8,
+    ] {
         let (m, n, k) = shape.dims();
         let round = |x: f32| match shape {
             MmaShape::Tf32 => tf32(x),
             MmaShape::SplitTf32 => x as f64,
-            MmaShape::Bf16 => half::bf16::from_f32(x).to_f64(),
+            MmaShape::Bf16 | MmaShape::Bf16K8 => half::bf16::from_f32(x).to_f64(),
         };
         let bound = if shape == MmaShape::SplitTf32 {
             4e-6
@@ -1205,6 +1211,43 @@ fn attention_n2048(g: Cuda) {
     }
 }
 
+/// The precision modes' attention sweep: every parity shape of the tf32 and bf16 tests against
+/// the f32 CPU reference (its tolerances set by `loosen`, given the outputs and n), compared;
+/// returns the worst errors of y and lse, of the gradients, and of the gradients where n = 1.
+fn precision_attention_sweep(
+    g: &Cuda,
+    mode: &str,
+    loosen: impl Fn(Outs, usize) -> Outs,
+) -> [f64; 3] {
+    let mut worst = [0.0f64; 3];
+    let mut seed = 500u64;
+    for (n, dh) in [(1usize, 16usize), (7, 64), (33, 50), (200, 64), (70, 128)] {
+        for score in SCORES {
+            for (u, l) in [
+                (KernelKind::Toeplitz, KernelKind::Full),
+                (KernelKind::Full, KernelKind::Toeplitz),
+                (KernelKind::None, KernelKind::None),
+            ] {
+                seed += 1;
+                let c = attn_case(n, dh, 2, score, u, l, seed.is_multiple_of(2), 0.2, seed);
+                let what = format!("{mode} attention n {n} dh {dh} {score:?} U {u:?} L {l:?}");
+                let (cpu, gpu) = (loosen(attn_go(&Cpu::<f32>::new(), &c), n), attn_go(g, &c));
+                for (co, go) in cpu.iter().zip(&gpu) {
+                    let e = error(&co.data, &go.data, co.tol).0;
+                    let w = match (co.name, n) {
+                        ("y" | "lse", _) => 0,
+                        (_, 1) => 2,
+                        _ => 1,
+                    };
+                    worst[w] = worst[w].max(e);
+                }
+                compare(&what, &cpu, &gpu);
+            }
+        }
+    }
+    worst
+}
+
 /// The tf32 precision mode against the f32 CPU reference. TF32 keeps 10 of f32's 23 mantissa
 /// bits (a relative rounding of 2⁻¹¹ ≈ 4.9e-4 per operand). Bounds (measured worst on the
 /// emulation, which rounds the operands as the tensor cores do, in brackets): attention y and
@@ -1228,26 +1271,9 @@ fn tf32_mode_attention_and_gemm(mut g: Cuda) {
             })
             .collect()
     };
-    let mut worst = 0.0f64;
-    let mut seed = 500u64;
-    for (n, dh) in [(1usize, 16usize), (7, 64), (33, 50), (200, 64), (70, 128)] {
-        for score in SCORES {
-            for (u, l) in [
-                (KernelKind::Toeplitz, KernelKind::Full),
-                (KernelKind::Full, KernelKind::Toeplitz),
-                (KernelKind::None, KernelKind::None),
-            ] {
-                seed += 1;
-                let c = attn_case(n, dh, 2, score, u, l, seed.is_multiple_of(2), 0.2, seed);
-                let what = format!("tf32 attention n {n} dh {dh} {score:?} U {u:?} L {l:?}");
-                let (cpu, gpu) = (loosen(attn_go(&Cpu::<f32>::new(), &c), n), attn_go(&g, &c));
-                for (co, go) in cpu.iter().zip(&gpu) {
-                    worst = worst.max(error(&co.data, &go.data, co.tol).0);
-                }
-                compare(&what, &cpu, &gpu);
-            }
-        }
-    }
+    let worst = precision_attention_sweep(&g, "tf32", loosen)
+        .into_iter()
+        .fold(0.0, f64::max);
     eprintln!("tf32 attention: worst error {worst:.2e} of the tensors' max");
     assert!(
         worst > 1e-5,
@@ -1261,6 +1287,69 @@ fn tf32_mode_attention_and_gemm(mut g: Cuda) {
         eprintln!("tf32 gemm {m}×{n}×{k}: error {e:.2e} of C's max");
         compare(&format!("tf32 gemm {gm:?}"), &cpu, &gpu);
     }
+}
+
+/// The bf16 precision mode against the f32 CPU reference. bf16 keeps 7 of f32's 23 mantissa
+/// bits (a relative rounding of up to 2⁻⁹ ≈ 2e-3 per operand, nearest even). Bounds (measured
+/// worst on the emulation, which rounds the operands as the tensor cores and cuBLAS do, in
+/// brackets; about 3× over it): attention y and lse Max(1.5e-2) [4.5e-3], attention gradients
+/// Max(4e-2) [1.4e-2], and Max(0.75) [0.25] where n = 1: there dq, dk, dU and dpos are exactly
+/// 0 in exact arithmetic (as in the tf32 test) and bf16's e against the f32 D leaves noise of
+/// about 2.5e-2 absolute, compared at the floor of 0.1; GEMMs (single and strided-batched)
+/// Max(8e-3) [2.7e-3]. The worst attention error must also exceed 2e-3, above the tf32 mode's
+/// worst (6e-4), or the bf16 kernels did not run; the worst GEMM error must exceed 1e-4, or
+/// cuBLAS did not take bf16 operands.
+fn bf16_mode_attention_and_gemm(mut g: Cuda) {
+    const Y_TOL: f64 = 1.5e-2;
+    const GRAD_TOL: f64 = 4e-2;
+    const GRAD_N1_TOL: f64 = 0.75;
+    const GEMM_TOL: f64 = 8e-3;
+    g.set_precision(Precision::Bf16).expect("bf16 mode");
+    let loosen = |outs: Outs, n: usize| -> Outs {
+        outs.into_iter()
+            .map(|o| {
+                let tol = match (o.name, n) {
+                    ("c", _) => Tol::Max(GEMM_TOL),
+                    ("y" | "lse", _) => Tol::Max(Y_TOL),
+                    (_, 1) => Tol::Max(GRAD_N1_TOL),
+                    _ => Tol::Max(GRAD_TOL),
+                };
+                Out { tol, ..o }
+            })
+            .collect()
+    };
+    let [worst_y, worst_grad, worst_n1] = precision_attention_sweep(&g, "bf16", loosen);
+    eprintln!(
+        "bf16 attention: worst error of the tensors' max: y/lse {worst_y:.2e}, gradients \
+         {worst_grad:.2e}, gradients at n 1 {worst_n1:.2e}"
+    );
+    assert!(
+        worst_y.max(worst_grad) > 2e-3,
+        "bf16 mode: the attention matches f32 to {:.1e}: the bf16 kernels did not run",
+        worst_y.max(worst_grad)
+    );
+    let mut worst_gemm = 0.0f64;
+    for (m, n, k) in [(7, 33, 5), (200, 257, 50)] {
+        let gm = Gemm::new(m, n, k, false, true);
+        let c = gemm_case(gm, 900 + m as u64);
+        let (cpu, gpu) = (loosen(gemm_go(&Cpu::<f32>::new(), &c), n), gemm_go(&g, &c));
+        let e = error(&cpu[0].data, &gpu[0].data, cpu[0].tol).0;
+        worst_gemm = worst_gemm.max(e);
+        eprintln!("bf16 gemm {m}×{n}×{k}: error {e:.2e} of C's max");
+        compare(&format!("bf16 gemm {gm:?}"), &cpu, &gpu);
+    }
+    // A batched GEMM (cublasGemmStridedBatchedEx).
+    let gm = Gemm::new(9, 20, 31, true, false).batched(3, 9 * 31, 31 * 20, 9 * 20);
+    let c = gemm_case(gm, 977);
+    let (cpu, gpu) = (loosen(gemm_go(&Cpu::<f32>::new(), &c), 2), gemm_go(&g, &c));
+    let e = error(&cpu[0].data, &gpu[0].data, cpu[0].tol).0;
+    eprintln!("bf16 batched gemm: error {e:.2e} of C's max");
+    compare(&format!("bf16 gemm {gm:?}"), &cpu, &gpu);
+    assert!(
+        worst_gemm.max(e) > 1e-4,
+        "bf16 mode: the GEMMs match f32 to {:.1e}: cuBLAS did not take bf16 operands",
+        worst_gemm.max(e)
+    );
 }
 
 struct MixCase {

@@ -183,6 +183,20 @@ inline void tf32_op(const uint32_t* const* in, uint32_t* const* out) {
     }
     finish<8>(A, B, in, out);
 }
+// m16n8k8, bf16: a0, a1 and b0 in the words of a0, a1 and b0 (the others unused).
+inline void bf16_k8_op(const uint32_t* const* in, uint32_t* const* out) {
+    double A[16][8], B[8][8];
+    for (int l = 0; l < 32; ++l) {
+        const uint32_t* r = in[l];
+        const int g = l >> 2, t = l & 3;
+        for (int h = 0; h < 2; ++h) {
+            A[g][2 * t + h] = bf16_operand(r[0], h);
+            A[g + 8][2 * t + h] = bf16_operand(r[1], h);
+            B[2 * t + h][g] = bf16_operand(r[4], h);
+        }
+    }
+    finish<8>(A, B, in, out);
+}
 inline void bf16_op(const uint32_t* const* in, uint32_t* const* out) {
     double A[16][16], B[16][8];
     for (int l = 0; l < 32; ++l) {
@@ -210,6 +224,10 @@ inline void run(emu::WarpOp op, float d[4], const uint32_t a[4], const uint32_t 
 
 inline void mma_tf32_16x8x8(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
     emu_mma::run(emu_mma::tf32_op, d, a, b, c);
+}
+inline void mma_bf16_16x8x8(float d[4], const uint32_t a[2], const uint32_t b[1], const float c[4]) {
+    const uint32_t a4[4] = {a[0], a[1], 0, 0}, b2[2] = {b[0], 0};
+    emu_mma::run(emu_mma::bf16_k8_op, d, a4, b2, c);
 }
 inline void mma_bf16_16x8x16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
     emu_mma::run(emu_mma::bf16_op, d, a, b, c);

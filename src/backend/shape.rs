@@ -25,6 +25,15 @@ pub enum Precision {
     /// TF32 products (10-bit mantissas, about 1e-3 relative error per product): one
     /// tensor-core product in the attention, cuBLAS's TF32 tensor-op math.
     Tf32,
+    /// bf16 operands in every product (the attention's tensor-core mma and cuBLAS's GEMMs),
+    /// f32 accumulation: about 4e-3 relative error per operand (8-bit mantissas). Activations,
+    /// weights, gradients and Adam state stay f32 in memory, so memory traffic is not halved.
+    Bf16,
+}
+
+impl Precision {
+    /// Every mode, in the order of the enum (the index of the CUDA kernel-name tables).
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Tf32, Precision::Bf16];
 }
 
 /// How a positional kernel (U or L) is parametrised. DESIGN §1.

@@ -48,7 +48,7 @@ const BWD_DIAGS: usize = BWD_BK + BWD_BQ - 1;
 /// The attention kernels' names by precision and head-width bucket: forward, forward of
 /// positional scores, backward, backward of positional scores (the `.cu` list of
 /// instantiations).
-const KERNEL_NAMES: [[[&str; 4]; 3]; 2] = [
+const KERNEL_NAMES: [[[&str; 4]; 3]; 3] = [
     [
         [
             "attn_fwd_d32",
@@ -87,6 +87,26 @@ const KERNEL_NAMES: [[[&str; 4]; 3]; 2] = [
             "attn_fwd_pos_d128_tf32",
             "attn_bwd_d128_tf32",
             "attn_bwd_pos_d128_tf32",
+        ],
+    ],
+    [
+        [
+            "attn_fwd_d32_bf16",
+            "attn_fwd_pos_d32_bf16",
+            "attn_bwd_d32_bf16",
+            "attn_bwd_pos_d32_bf16",
+        ],
+        [
+            "attn_fwd_d64_bf16",
+            "attn_fwd_pos_d64_bf16",
+            "attn_bwd_d64_bf16",
+            "attn_bwd_pos_d64_bf16",
+        ],
+        [
+            "attn_fwd_d128_bf16",
+            "attn_fwd_pos_d128_bf16",
+            "attn_bwd_d128_bf16",
+            "attn_bwd_pos_d128_bf16",
         ],
     ],
 ];

@@ -10,9 +10,13 @@ use super::launch::{int, size, to_i32, Arg};
 use super::step_graph::OpSig;
 use super::Cuda;
 use super::GpuBuf;
+use crate::backend::Precision;
 use crate::backend::{Dense, DeviceBuf, Gemm, Memory, Strided, View, ViewMut};
-use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::result::{self, CublasError};
+use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
+use std::ffi::c_void;
 
 fn op(trans: bool) -> cublasOperation_t {
     if trans {
@@ -47,6 +51,71 @@ impl Cuda {
             0,
             len,
         ))
+    }
+}
+
+impl Cuda {
+    /// The bf16 mode's GEMM: f32 data, bf16 operands, f32 accumulation
+    /// (`CUBLAS_COMPUTE_32F_FAST_16BF` through cublasGemmEx, or cublasGemmStridedBatchedEx when
+    /// batched); the arguments as cudarc's sgemm takes them.
+    ///
+    /// # Safety
+    /// As [`cudarc::cublas::Gemm::gemm_strided_batched`]: every batch entry of A, B and C
+    /// inside its slice, for the configuration's shapes, leading dimensions and strides.
+    unsafe fn gemm_bf16(
+        &self,
+        cfg: &StridedBatchedConfig<f32>,
+        a: &CudaView<f32>,
+        b: &CudaView<f32>,
+        c: &mut CudaViewMut<f32>,
+    ) -> Result<(), CublasError> {
+        let (a, _ra) = a.device_ptr(&self.stream);
+        let (b, _rb) = b.device_ptr(&self.stream);
+        let (c, _rc) = c.device_ptr_mut(&self.stream);
+        let gm = &cfg.gemm;
+        let (f32_t, compute) = (
+            cudaDataType::CUDA_R_32F,
+            cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF,
+        );
+        let (alpha, beta) = (
+            &gm.alpha as *const f32 as *const c_void,
+            &gm.beta as *const f32 as *const c_void,
+        );
+        let (a, b, c) = (a as *const c_void, b as *const c_void, c as *mut c_void);
+        let algo = cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT;
+        let h = *self.blas.handle();
+        if cfg.batch_size == 1 {
+            result::gemm_ex(
+                h, gm.transa, gm.transb, gm.m, gm.n, gm.k, alpha, a, f32_t, gm.lda, b, f32_t,
+                gm.ldb, beta, c, f32_t, gm.ldc, compute, algo,
+            )
+        } else {
+            result::gemm_strided_batched_ex(
+                h,
+                gm.transa,
+                gm.transb,
+                gm.m,
+                gm.n,
+                gm.k,
+                alpha,
+                a,
+                f32_t,
+                gm.lda,
+                cfg.stride_a,
+                b,
+                f32_t,
+                gm.ldb,
+                cfg.stride_b,
+                beta,
+                c,
+                f32_t,
+                gm.ldc,
+                cfg.stride_c,
+                cfg.batch_size,
+                compute,
+                algo,
+            )
+        }
     }
 }
 
@@ -159,17 +228,19 @@ impl Dense for Cuda {
             .unwrap_or_else(|e| panic!("cuda: binding the context failed: {e}"));
         // SAFETY: the asserts above keep every batch entry of A, B and C inside its view; the
         // leading dimensions are the stored row lengths; beta = 0 never reads C (cuBLAS).
+        let cfg = StridedBatchedConfig {
+            gemm,
+            batch_size: to_i32(g.batch),
+            stride_a: g.stride_b as i64,
+            stride_b: g.stride_a as i64,
+            stride_c: g.stride_c as i64,
+        };
         let r = unsafe {
-            if g.batch == 1 {
+            if self.precision() == Precision::Bf16 {
+                self.gemm_bf16(&cfg, &bv, &av, &mut cv)
+            } else if g.batch == 1 {
                 self.blas.gemm(gemm, &bv, &av, &mut cv)
             } else {
-                let cfg = StridedBatchedConfig {
-                    gemm,
-                    batch_size: to_i32(g.batch),
-                    stride_a: g.stride_b as i64,
-                    stride_b: g.stride_a as i64,
-                    stride_c: g.stride_c as i64,
-                };
                 self.blas.gemm_strided_batched(cfg, &bv, &av, &mut cv)
             }
         };

@@ -14,13 +14,16 @@ pub enum MmaShape {
     SplitTf32,
     /// m16n8k16, bf16 operands (rounded to nearest even), f32 accumulation.
     Bf16,
+    /// m16n8k8, bf16 operands (rounded to nearest even), f32 accumulation: the attention's
+    /// bf16 mode.
+    Bf16K8,
 }
 
 impl MmaShape {
     /// (m, n, k) of one product.
     pub fn dims(self) -> (usize, usize, usize) {
         match self {
-            MmaShape::Tf32 | MmaShape::SplitTf32 => (16, 8, 8),
+            MmaShape::Tf32 | MmaShape::SplitTf32 | MmaShape::Bf16K8 => (16, 8, 8),
             MmaShape::Bf16 => (16, 8, 16),
         }
     }
@@ -29,6 +32,7 @@ impl MmaShape {
             MmaShape::Tf32 => "mma_check_tf32",
             MmaShape::SplitTf32 => "mma_check_split",
             MmaShape::Bf16 => "mma_check_bf16",
+            MmaShape::Bf16K8 => "mma_check_bf16_k8",
         }
     }
 }

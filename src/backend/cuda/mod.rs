@@ -187,13 +187,15 @@ impl Cuda {
     }
 
     /// The arithmetic of the products from now on: the attention kernels of `precision` and
-    /// cuBLAS's math mode (plain f32, or TF32 tensor-op math). Set before training, not
-    /// between the steps of a captured graph.
+    /// cuBLAS's arithmetic (plain f32, TF32 tensor-op math, or bf16 compute through
+    /// cublasGemmEx). Set before training, not between the steps of a captured graph.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
         let mode = match precision {
             Precision::Fp32 => cublasMath_t::CUBLAS_DEFAULT_MATH,
             Precision::Tf32 => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+            // The GEMMs go through cublasGemmEx with bf16 compute (dense.rs); Sgemm is unused.
+            Precision::Bf16 => cublasMath_t::CUBLAS_DEFAULT_MATH,
         };
         // SAFETY: the handle is live (owned by self.blas) and the mode a valid enumerator.
         let status = unsafe { cublasSetMathMode(*self.blas.handle(), mode) };
@@ -216,7 +218,7 @@ impl Cuda {
     fn allow_large_shared_memory(&mut self) -> Result<()> {
         for (dh, precision) in [32, 64, 128]
             .into_iter()
-            .flat_map(|dh| [(dh, Precision::Fp32), (dh, Precision::Tf32)])
+            .flat_map(|dh| Precision::ALL.map(|p| (dh, p)))
         {
             let b = attention::Bucket::for_dh(dh, precision);
             for (name, bytes) in [
@@ -362,6 +364,11 @@ mod tests {
         assert_eq!(
             (t.fwd, t.bwd_pos),
             ("attn_fwd_d128_tf32", "attn_bwd_pos_d128_tf32")
+        );
+        let h = attention::Bucket::for_dh(20, Precision::Bf16);
+        assert_eq!(
+            (h.dh, h.fwd_pos, h.bwd),
+            (32, "attn_fwd_pos_d32_bf16", "attn_bwd_d32_bf16")
         );
         assert!(
             std::panic::catch_unwind(|| attention::Bucket::for_dh(129, Precision::Fp32)).is_err()
