@@ -111,15 +111,34 @@ fn main() {
     rs.push_str("/// PTX target the kernels were compiled for.\n");
     rs.push_str(&format!("pub const ARCH: &str = {arch:?};\n"));
     rs.push_str(
-        "/// (file stem, PTX text) of every compiled `kernels/*.cu`; empty without nvcc.\n",
+        "/// (file stem, zlib-compressed PTX text) of every compiled `kernels/*.cu`; empty \
+         without nvcc.\n",
     );
-    rs.push_str("pub const KERNELS: &[(&str, &str)] = &[\n");
+    rs.push_str("pub const KERNELS: &[(&str, &[u8])] = &[\n");
     for (name, ptx) in &built {
-        let path = ptx.to_string_lossy();
-        rs.push_str(&format!("    ({name:?}, include_str!({path:?})),\n"));
+        let packed = compress(ptx);
+        let path = packed.to_string_lossy();
+        rs.push_str(&format!("    ({name:?}, include_bytes!({path:?})),\n"));
     }
     rs.push_str("];\n");
     fs::write(out_dir.join("kernels.rs"), rs).expect("write kernels.rs");
+}
+
+/// Compress `ptx` with zlib next to it (`<file>.z`). PTX text is verbose: the three
+/// attention modules alone are about 30 MB, 5 MB compressed, and every binary that links the
+/// crate carries the kernels (the GPU check's pack holds three).
+fn compress(ptx: &Path) -> PathBuf {
+    use flate2::{write::ZlibEncoder, Compression};
+    use std::io::Write;
+    let text = fs::read(ptx).unwrap_or_else(|e| fail(&format!("reading {}: {e}", ptx.display())));
+    let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+    let packed = z
+        .write_all(&text)
+        .and_then(|()| z.finish())
+        .unwrap_or_else(|e| fail(&format!("compressing {}: {e}", ptx.display())));
+    let out = ptx.with_extension("ptx.z");
+    fs::write(&out, packed).unwrap_or_else(|e| fail(&format!("writing {}: {e}", out.display())));
+    out
 }
 
 /// The nvcc to use, checked by running `nvcc --version`.

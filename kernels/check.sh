@@ -8,7 +8,7 @@
 #   kernels/check.sh              (NVCC from the environment, else CUDA_HOME, else PATH,
 #                                  else .venv from .ci/install-nvcc)
 #   PASA_CUDA_ARCH=sm_90 kernels/check.sh
-#   kernels/check.sh attention    (only kernels/attention.cu)
+#   kernels/check.sh attention_fp32 attention    (only those files)
 # cuobjdump: CUOBJDUMP, else next to nvcc, else PATH; when none is found it is installed into
 # nvcc's virtualenv from PyPI with the nvdisasm it runs (nvidia-cuda-cuobjdump and
 # nvidia-cuda-nvdisasm 13.2.51: PyPI has no 13.0 build of either; they only read the cubins
@@ -67,7 +67,7 @@ for cu in kernels/*.cu; do
   : > "$TMP/$name.sass"
   [ -z "$CUOBJDUMP" ] || "$CUOBJDUMP" -sass "$TMP/$name.cubin" > "$TMP/$name.sass" 2>/dev/null || true
   echo "== $cu ($ARCH)"
-  printf '   %-26s %4s %11s %6s %7s %8s %6s %6s %6s %6s\n' kernel regs "spill st/ld" stack smem "SASS KB" HMMA FFMA LDS SHFL
+  printf '   %-36s %4s %11s %6s %7s %8s %6s %6s %6s %6s\n' kernel regs "spill st/ld" stack smem "SASS KB" HMMA FFMA LDS SHFL
   # Pass 1 (the SASS): instructions and the counts per function; pass 2 (ptxas -v): the rest.
   awk '
     FNR == NR {
@@ -88,7 +88,7 @@ for cu in kernels/*.cu; do
       smem = 0; if (match($0, /[0-9]+ bytes smem/)) { smem = substr($0, RSTART, RLENGTH); sub(/ bytes smem/, "", smem) }
       if (f in ins) sass = sprintf("%8.1f %6d %6d %6d %6d", ins[f] * 16 / 1024, hmma[f], ffma[f], lds[f], shfl[f])
       else sass = sprintf("%8s %6s %6s %6s %6s", "-", "-", "-", "-", "-")
-      printf "   %-26s %4d %5d/%5d %6d %7d %s\n", f, regs, sst, sld, stack, smem, sass
+      printf "   %-36s %4d %5d/%5d %6d %7d %s\n", f, regs, sst, sld, stack, smem, sass
     }' "$TMP/$name.sass" "$TMP/$name.ptxas" | sort
 done
 exit $status

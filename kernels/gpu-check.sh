@@ -16,7 +16,8 @@
 #            d 64, 2 blocks, 1 head, batch 128, dropout 0.2, full CE, 200 epochs, no early
 #            stopping), with the test NDCG@10 / HR@10 and the median epoch time in the table;
 #     bench  `pasa bench --device cuda` at the ml-1m shape (every model; sasrec and pasa also with
-#            --precision tf32 and bf16) and at n 1024, dh 64;
+#            --precision tf32 and bf16; pasa also through the run-time attention kernels,
+#            PASA_ATTN_GENERIC=1) and at n 1024, dh 64;
 #     all    all three (the default).
 #   PASA_EPOCHS and PASA_DEVICE override the training's 200 epochs and the device cuda (for a
 #   dry run on the CPU); PASA_MODELS="pasa" trains one model (one per device call when both do
@@ -142,6 +143,9 @@ bench() {
   if [ "${PASA_DEVICE:-cuda}" = cuda ]; then  # the CPU has only f32
     step bench-ml1m-tf32 ./pasa bench --device cuda --precision tf32 --model sasrec,pasa
     step bench-ml1m-bf16 ./pasa bench --device cuda --precision bf16 --model sasrec,pasa
+    # The same as bench-ml1m's pasa through the run-time (`any`) attention kernels: what the
+    # compile-time specialisation of U, L and dropout buys.
+    PASA_ATTN_GENERIC=1 step bench-ml1m-any ./pasa bench --device cuda --model pasa
   fi
 }
 

@@ -29,8 +29,9 @@ pub use error::{Error, Result};
 
 /// The CUDA kernels, compiled to PTX by build.rs from `kernels/*.cu`.
 ///
-/// `KERNELS` lists (file stem, PTX text) pairs, one per `.cu` file; it is empty when the crate
-/// was built without nvcc, and the CUDA backend must then report that instead of loading them.
+/// `KERNELS` lists (file stem, zlib-compressed PTX) pairs, one per `.cu` file ([`ptx`] inflates
+/// one); it is empty when the crate was built without nvcc, and the CUDA backend must then
+/// report that instead of loading them.
 /// `ARCH` is the target they were compiled for (`PASA_CUDA_ARCH`, default `sm_90`). Launch
 /// contracts (grid, block, shared memory, parameter order) are documented at the top of each
 /// `.cu` file.
@@ -40,48 +41,14 @@ pub mod kernels {
     /// Entry points each kernel file must export (unmangled `extern "C"` names), one file
     /// per op family (the families of `pasa::backend`; `Memory`'s copies and `Dense`'s GEMM
     /// are driver and cuBLAS calls, not kernels), and `mma_check`, the tensor-core fragments'
-    /// known-answer kernels of the parity tests.
+    /// known-answer kernels of the parity tests. The fused attention's forward and backward
+    /// are not here: `attention_fp32`, `attention_tf32` and `attention_bf16` export the list
+    /// of kernels/attention.cuh, which the CUDA backend enumerates (and loads per precision).
     pub const ENTRY_POINTS: &[(&str, &[&str])] = &[
         (
             "attention",
             &[
-                "attn_fwd_d32",
-                "attn_fwd_d64",
-                "attn_fwd_d128",
-                "attn_fwd_d32_tf32",
-                "attn_fwd_d64_tf32",
-                "attn_fwd_d128_tf32",
-                "attn_fwd_d32_bf16",
-                "attn_fwd_d64_bf16",
-                "attn_fwd_d128_bf16",
-                "attn_fwd_pos_d32",
-                "attn_fwd_pos_d64",
-                "attn_fwd_pos_d128",
-                "attn_fwd_pos_d32_tf32",
-                "attn_fwd_pos_d64_tf32",
-                "attn_fwd_pos_d128_tf32",
-                "attn_fwd_pos_d32_bf16",
-                "attn_fwd_pos_d64_bf16",
-                "attn_fwd_pos_d128_bf16",
                 "attn_bwd_preprocess",
-                "attn_bwd_d32",
-                "attn_bwd_d64",
-                "attn_bwd_d128",
-                "attn_bwd_d32_tf32",
-                "attn_bwd_d64_tf32",
-                "attn_bwd_d128_tf32",
-                "attn_bwd_d32_bf16",
-                "attn_bwd_d64_bf16",
-                "attn_bwd_d128_bf16",
-                "attn_bwd_pos_d32",
-                "attn_bwd_pos_d64",
-                "attn_bwd_pos_d128",
-                "attn_bwd_pos_d32_tf32",
-                "attn_bwd_pos_d64_tf32",
-                "attn_bwd_pos_d128_tf32",
-                "attn_bwd_pos_d32_bf16",
-                "attn_bwd_pos_d64_bf16",
-                "attn_bwd_pos_d128_bf16",
                 "attn_reduce_kernel_grad",
                 "mix_fwd",
                 "mix_bwd",
@@ -125,9 +92,16 @@ pub mod kernels {
         ("rank", &["rank_rows"]),
     ];
 
-    /// The PTX text of kernel file `name`, if it was built.
-    pub fn ptx(name: &str) -> Option<&'static str> {
-        KERNELS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    /// The PTX text of kernel file `name`, if it was built (inflated from the embedded
+    /// zlib stream: a few milliseconds per module, once per load).
+    pub fn ptx(name: &str) -> Option<String> {
+        use std::io::Read;
+        let packed = KERNELS.iter().find(|(n, _)| *n == name)?.1;
+        let mut text = String::new();
+        flate2::read::ZlibDecoder::new(packed)
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("the embedded PTX of {name} is corrupt: {e}"));
+        Some(text)
     }
 
     #[cfg(test)]
@@ -141,7 +115,8 @@ pub mod kernels {
         )]
         fn embedded_ptx_targets_the_arch_and_exports_the_entry_points() {
             assert!(!KERNELS.is_empty(), "build.rs set no pasa_no_kernels cfg");
-            for (name, text) in KERNELS {
+            for (name, _) in KERNELS {
+                let text = ptx(name).expect("listed");
                 assert!(text.contains(".version"), "{name}: no .version directive");
                 assert!(
                     text.contains(&format!(".target {ARCH}")),

@@ -82,6 +82,10 @@ const TESTS: &[(&str, Test)] = &[
         attention_head_width_128_bucket,
     ),
     ("attention_n2048", attention_n2048),
+    (
+        "specialised_attention_equals_the_any_kernels",
+        specialised_attention_equals_the_any_kernels,
+    ),
     ("mix_every_kind_and_shape", mix_every_kind_and_shape),
     ("tf32_mode_attention_and_gemm", tf32_mode_attention_and_gemm),
     ("bf16_mode_attention_and_gemm", bf16_mode_attention_and_gemm),
@@ -1358,6 +1362,58 @@ struct MixCase {
     l: Vec<f32>,
     v: Vec<f32>,
     dout: Vec<f32>,
+}
+
+/// The kernels with U, L and dropout compiled in (kernels/attention.cuh's list: content scores
+/// with U/L none/none, Toeplitz/full and Toeplitz/none, positional with none/none; dropout on
+/// and off) against the bucket's `any` kernel, which reads them at run time, in every
+/// precision: the same arithmetic, so the outputs agree to the order of f32 atomics' summation
+/// order (dq, dU, dL and dpos are summed with atomics): bound 1e-5 of each tensor's max. A
+/// kind or dropout constant folded wrongly is an error of order 1. The sweeps above reach both
+/// kinds of kernel through the CPU reference; this holds them to each other directly.
+fn specialised_attention_equals_the_any_kernels(mut g: Cuda) {
+    use KernelKind::{Full, None as No, Toeplitz};
+    use ScoreSource::{Content, Positional};
+    let listed = [
+        (Content, No, No),
+        (Content, Toeplitz, Full),
+        (Content, Toeplitz, No),
+        (Positional, No, No),
+    ];
+    let mut worst = 0.0f64;
+    let mut seed = 900u64;
+    for precision in Precision::ALL {
+        g.set_precision(precision).expect("precision mode");
+        let shapes: &[(usize, usize, usize)] = match precision {
+            Precision::Fp32 => &[(7, 16, 2), (33, 50, 1), (70, 128, 1)],
+            _ => &[(7, 16, 2), (33, 50, 1)],
+        };
+        for &(n, dh, heads) in shapes {
+            for (score, u, l) in listed {
+                for dropout in [0.0, 0.2] {
+                    seed += 1;
+                    let c = attn_case(n, dh, heads, score, u, l, heads > 1, dropout, seed);
+                    g.set_generic_attention(false);
+                    let fixed = attn_go(&g, &c);
+                    g.set_generic_attention(true);
+                    let any = attn_go(&g, &c);
+                    for (a, b) in fixed.iter().zip(&any) {
+                        let e = error(&b.data, &a.data, Tol::Max(1e-5)).0;
+                        worst = worst.max(e);
+                        assert!(
+                            e <= 1e-5,
+                            "{precision:?} n {n} dh {dh} {score:?} U {u:?} L {l:?} dropout \
+                             {dropout}: {} of the specialised kernel differs from the any \
+                             kernel's by {e:.2e} of its max",
+                            a.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+    g.set_generic_attention(false);
+    println!("specialised against any kernels: worst difference {worst:.2e} of the tensors' max");
 }
 
 fn mix_go<B: Backend>(b: &B, c: &MixCase) -> Outs {

@@ -1,5 +1,7 @@
-//! Launchers of `kernels/attention.cu`: the fused attention forward and backward (`weight`
-//! reading) and the `mix` reading's value mixing, with their kernel-gradient workspaces.
+//! Launchers of the attention kernels: the fused forward and backward (`weight` reading;
+//! `kernels/attention.cuh`, one module per precision), which kernel of the list a call runs,
+//! and the `mix` reading's value mixing with its kernel-gradient workspace
+//! (`kernels/attention.cu`).
 
 use super::launch::{blocks, int, to_i32, Arg};
 use super::params::{
@@ -13,6 +15,8 @@ use crate::backend::{
 };
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaSlice;
+use std::collections::HashSet;
+use std::sync::OnceLock;
 
 type V<'a> = View<'a, GpuBuf>;
 type VM<'a> = ViewMut<'a, GpuBuf>;
@@ -26,126 +30,33 @@ const THREADS: u32 = 128;
 const WORKSPACE_BUDGET: usize = 512 << 20;
 
 /// Head-width bucket of the attention kernels: the smallest compiled DH ≥ dh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Bucket {
     pub dh: usize,
-    /// The forward and backward of content scores (q·k) and of positional ones (pos).
-    pub fwd: &'static str,
-    pub fwd_pos: &'static str,
-    pub bwd: &'static str,
-    pub bwd_pos: &'static str,
 }
 
-/// Query rows per forward block (FWD_BQ of attention.cu), and key rows per forward tile.
+/// Query rows per forward block (FWD_BQ of attention.cuh), and key rows per forward tile.
 const FWD_BQ: usize = 64;
 const FWD_BK: usize = 32;
 /// Key rows per backward block, query rows per backward tile, the row stride of its ∂C tile
-/// and its Toeplitz diagonals per tile (BWD_* of attention.cu).
+/// and its Toeplitz diagonals per tile (BWD_* of attention.cuh).
 const BWD_BK: usize = 64;
 const BWD_BQ: usize = 32;
 const BWD_LDQ: usize = BWD_BQ + 8;
 const BWD_DIAGS: usize = BWD_BK + BWD_BQ - 1;
 
-/// The attention kernels' names by precision and head-width bucket: forward, forward of
-/// positional scores, backward, backward of positional scores (the `.cu` list of
-/// instantiations).
-const KERNEL_NAMES: [[[&str; 4]; 3]; 3] = [
-    [
-        [
-            "attn_fwd_d32",
-            "attn_fwd_pos_d32",
-            "attn_bwd_d32",
-            "attn_bwd_pos_d32",
-        ],
-        [
-            "attn_fwd_d64",
-            "attn_fwd_pos_d64",
-            "attn_bwd_d64",
-            "attn_bwd_pos_d64",
-        ],
-        [
-            "attn_fwd_d128",
-            "attn_fwd_pos_d128",
-            "attn_bwd_d128",
-            "attn_bwd_pos_d128",
-        ],
-    ],
-    [
-        [
-            "attn_fwd_d32_tf32",
-            "attn_fwd_pos_d32_tf32",
-            "attn_bwd_d32_tf32",
-            "attn_bwd_pos_d32_tf32",
-        ],
-        [
-            "attn_fwd_d64_tf32",
-            "attn_fwd_pos_d64_tf32",
-            "attn_bwd_d64_tf32",
-            "attn_bwd_pos_d64_tf32",
-        ],
-        [
-            "attn_fwd_d128_tf32",
-            "attn_fwd_pos_d128_tf32",
-            "attn_bwd_d128_tf32",
-            "attn_bwd_pos_d128_tf32",
-        ],
-    ],
-    [
-        [
-            "attn_fwd_d32_bf16",
-            "attn_fwd_pos_d32_bf16",
-            "attn_bwd_d32_bf16",
-            "attn_bwd_pos_d32_bf16",
-        ],
-        [
-            "attn_fwd_d64_bf16",
-            "attn_fwd_pos_d64_bf16",
-            "attn_bwd_d64_bf16",
-            "attn_bwd_pos_d64_bf16",
-        ],
-        [
-            "attn_fwd_d128_bf16",
-            "attn_fwd_pos_d128_bf16",
-            "attn_bwd_d128_bf16",
-            "attn_bwd_pos_d128_bf16",
-        ],
-    ],
-];
+/// The compiled head-width buckets.
+const BUCKETS: [usize; 3] = [32, 64, 128];
 
 impl Bucket {
-    pub(super) fn for_dh(dh: usize, precision: Precision) -> Bucket {
-        let (dhb, bucket) = match dh {
-            0..=32 => (32, 0),
-            33..=64 => (64, 1),
-            65..=128 => (128, 2),
-            _ => panic!(
+    pub(super) fn for_dh(dh: usize) -> Bucket {
+        let dh = BUCKETS.into_iter().find(|&b| dh <= b).unwrap_or_else(|| {
+            panic!(
                 "cuda: the attention kernels support a head width dh ≤ {MAX_HEAD_WIDTH} (got \
                  {dh}); use more heads or --device cpu"
-            ),
-        };
-        let [fwd, fwd_pos, bwd, bwd_pos] = KERNEL_NAMES[precision as usize][bucket];
-        Bucket {
-            dh: dhb,
-            fwd,
-            fwd_pos,
-            bwd,
-            bwd_pos,
-        }
-    }
-
-    /// The forward kernel for `score`.
-    pub(super) fn fwd_for(&self, score: ScoreSource) -> &'static str {
-        match score {
-            ScoreSource::Content => self.fwd,
-            ScoreSource::Positional => self.fwd_pos,
-        }
-    }
-
-    /// The backward kernel for `score`.
-    pub(super) fn bwd_for(&self, score: ScoreSource) -> &'static str {
-        match score {
-            ScoreSource::Content => self.bwd,
-            ScoreSource::Positional => self.bwd_pos,
-        }
+            )
+        });
+        Bucket { dh }
     }
 
     /// Dynamic shared memory of the forward: Q [64][DH+4], K and V [32][DH+4] twice (double
@@ -161,6 +72,152 @@ impl Bucket {
         let floats = 2 * BWD_BK * (self.dh + 4) + 2 * query_tile + BWD_BK * BWD_LDQ + 2 * BWD_DIAGS;
         (4 * floats) as u32
     }
+}
+
+/// The (score source, U, L) configurations compiled with U, L and dropout as constants, each
+/// with dropout on and off: PASA_ATTN_BUCKET's list in kernels/attention.cuh, in its order (a
+/// test holds the two equal). Every other configuration runs its bucket's `any` kernel, which
+/// reads them at run time.
+pub(super) const SPECIALISED: [(ScoreSource, KernelKind, KernelKind); 4] = [
+    // sasrec, rope
+    (ScoreSource::Content, KernelKind::None, KernelKind::None),
+    // pasa
+    (ScoreSource::Content, KernelKind::Toeplitz, KernelKind::Full),
+    // pasa with the `mix` reading (L applied by mix_fwd, so none here)
+    (ScoreSource::Content, KernelKind::Toeplitz, KernelKind::None),
+    // parec, fparec
+    (ScoreSource::Positional, KernelKind::None, KernelKind::None),
+];
+
+/// One fused attention kernel of the list (kernels/attention.cuh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AttnKernel {
+    pub backward: bool,
+    pub score: ScoreSource,
+    pub bucket: Bucket,
+    pub precision: Precision,
+    /// U kind, L kind and dropout on/off compiled in; None for the `any` kernel.
+    pub fixed: Option<(KernelKind, KernelKind, bool)>,
+}
+
+/// The kernels' letter of a kind in their names.
+fn kind_letter(k: KernelKind) -> char {
+    match k {
+        KernelKind::None => 'n',
+        KernelKind::Full => 'f',
+        KernelKind::Toeplitz => 't',
+    }
+}
+
+/// The kernels' name of a precision mode.
+pub(super) fn precision_tag(p: Precision) -> &'static str {
+    match p {
+        Precision::Fp32 => "fp32",
+        Precision::Tf32 => "tf32",
+        Precision::Bf16 => "bf16",
+    }
+}
+
+/// The PTX module (kernel file stem) of a precision's attention kernels.
+pub(super) fn module(p: Precision) -> String {
+    format!("attention_{}", precision_tag(p))
+}
+
+impl AttnKernel {
+    /// The kernel for call `s` in `precision`: its configuration's specialised kernel when the
+    /// list has one (unless `generic`), else the bucket's `any` kernel.
+    pub(super) fn for_call(
+        s: &AttnShape,
+        precision: Precision,
+        backward: bool,
+        generic: bool,
+    ) -> AttnKernel {
+        let listed = SPECIALISED.contains(&(s.score, s.u, s.l));
+        AttnKernel {
+            backward,
+            score: s.score,
+            bucket: Bucket::for_dh(s.dh),
+            precision,
+            fixed: (listed && !generic).then_some((s.u, s.l, s.dropout > 0.0)),
+        }
+    }
+
+    /// The entry point's name: attn_{fwd|bwd}[_pos]_d{DH}_{precision}_{u?l?_drop|u?l?_nodrop|any}.
+    pub(super) fn name(&self) -> String {
+        let config = match self.fixed {
+            Some((u, l, dropout)) => format!(
+                "u{}l{}_{}",
+                kind_letter(u),
+                kind_letter(l),
+                if dropout { "drop" } else { "nodrop" }
+            ),
+            None => "any".to_string(),
+        };
+        format!(
+            "attn_{}{}_d{}_{}_{config}",
+            if self.backward { "bwd" } else { "fwd" },
+            match self.score {
+                ScoreSource::Content => "",
+                ScoreSource::Positional => "_pos",
+            },
+            self.bucket.dh,
+            precision_tag(self.precision),
+        )
+    }
+
+    /// The name as a `&'static str` (the launch plumbing's key), from the table of every
+    /// listed kernel; a kernel outside the list is a bug of `for_call`.
+    pub(super) fn entry(&self) -> &'static str {
+        static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            Precision::ALL
+                .into_iter()
+                .flat_map(attention_kernels)
+                .map(|k| k.name())
+                .collect()
+        });
+        let name = self.name();
+        names
+            .get(&name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("cuda: {name} is not in the attention kernels' list"))
+    }
+
+    /// Dynamic shared memory of a launch.
+    pub(super) fn smem(&self) -> u32 {
+        if self.backward {
+            self.bucket.bwd_smem()
+        } else {
+            self.bucket.fwd_smem()
+        }
+    }
+}
+
+/// Every attention kernel of `precision`, the entry points of its module, in the list's order.
+pub(super) fn attention_kernels(precision: Precision) -> Vec<AttnKernel> {
+    let mut out = Vec::new();
+    for dh in BUCKETS {
+        let bucket = Bucket { dh };
+        let configs = SPECIALISED
+            .into_iter()
+            .flat_map(|(score, u, l)| [(score, Some((u, l, true))), (score, Some((u, l, false)))])
+            .chain([
+                (ScoreSource::Content, None),
+                (ScoreSource::Positional, None),
+            ]);
+        for (score, fixed) in configs {
+            for backward in [false, true] {
+                out.push(AttnKernel {
+                    backward,
+                    score,
+                    bucket,
+                    precision,
+                    fixed,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// KernelKind as the kernels' int code (common.cuh).
@@ -189,6 +246,11 @@ fn batch_groups(batch: usize, heads: usize, n: usize, workspaces: usize) -> usiz
 }
 
 impl Cuda {
+    /// The forward or backward kernel of call `s` in this backend's precision.
+    fn attention_kernel(&self, s: &AttnShape, backward: bool) -> AttnKernel {
+        AttnKernel::for_call(s, self.precision(), backward, self.generic_attention)
+    }
+
     /// The shape and options of `s` as the kernels take them.
     fn attn_dims(&self, s: &AttnShape, groups: usize) -> AttnDims {
         AttnDims {
@@ -285,7 +347,7 @@ impl Attention for Cuda {
             self.fill(lse, 0.0);
             return;
         }
-        let bucket = Bucket::for_dh(s.dh, self.precision());
+        let kernel = self.attention_kernel(s, false);
         let params = AttnFwdParams {
             inputs: self.attn_in(s, &i, start),
             y: self.ptr_mut(&y),
@@ -293,10 +355,10 @@ impl Attention for Cuda {
             dims: self.attn_dims(s, 1),
         };
         self.launch_params(
-            bucket.fwd_for(s.score),
+            kernel.entry(),
             (blocks(s.n, FWD_BQ), s.heads as u32, s.batch as u32),
             (THREADS, 1, 1),
-            bucket.fwd_smem(),
+            kernel.smem(),
             &params,
         );
     }
@@ -353,7 +415,7 @@ impl Attention for Cuda {
             }
             return;
         }
-        let bucket = Bucket::for_dh(s.dh, self.precision());
+        let kernel = self.attention_kernel(s, true);
 
         // Content scores need somewhere to put dq and dk even when the caller does not want
         // them (the kernel writes both); positional scores leave them alone.
@@ -412,10 +474,10 @@ impl Attention for Cuda {
         };
         // One batch per block row (G = B): nothing is kept per group any more.
         self.launch_params(
-            bucket.bwd_for(s.score),
+            kernel.entry(),
             (blocks(n, BWD_BK), h as u32, b as u32),
             (THREADS, 1, 1),
-            bucket.bwd_smem(),
+            kernel.smem(),
             &params,
         );
         // Temporaries are freed here, stream-ordered after the kernels.
@@ -486,5 +548,102 @@ impl Attention for Cuda {
             &params,
         );
         self.reduce_kernel_grad(&ws, &dl, groups, s.heads, s.n, kind_code(s.l), s.l_heads);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(
+        score: ScoreSource,
+        u: KernelKind,
+        l: KernelKind,
+        dh: usize,
+        dropout: f32,
+    ) -> AttnShape {
+        AttnShape {
+            batch: 2,
+            n: 9,
+            heads: 1,
+            dh,
+            score,
+            u,
+            u_heads: 1,
+            l,
+            l_heads: 1,
+            dropout,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn each_call_gets_its_specialised_kernel_or_the_any_one() {
+        use KernelKind::{Full, None as No, Toeplitz};
+        use ScoreSource::{Content, Positional};
+        let pasa = shape(Content, Toeplitz, Full, 64, 0.2);
+        let k = AttnKernel::for_call(&pasa, Precision::Fp32, false, false);
+        assert_eq!(k.entry(), "attn_fwd_d64_fp32_utlf_drop");
+        assert_eq!(k.smem(), 52_224);
+        let eval = shape(Content, Toeplitz, Full, 64, 0.0);
+        let k = AttnKernel::for_call(&eval, Precision::Bf16, true, false);
+        assert_eq!(k.entry(), "attn_bwd_d64_bf16_utlf_nodrop");
+        let sasrec = shape(Content, No, No, 20, 0.1);
+        let k = AttnKernel::for_call(&sasrec, Precision::Tf32, true, false);
+        assert_eq!(
+            (k.entry(), k.smem()),
+            ("attn_bwd_d32_tf32_unln_drop", 48_376)
+        );
+        let parec = shape(Positional, No, No, 128, 0.0);
+        let k = AttnKernel::for_call(&parec, Precision::Fp32, false, false);
+        assert_eq!(k.entry(), "attn_fwd_pos_d128_fp32_unln_nodrop");
+        // Outside the list: the bucket's `any` kernel, whatever the dropout.
+        for (score, u, l) in [(Content, Full, Toeplitz), (Positional, Toeplitz, Full)] {
+            for p in [0.0, 0.3] {
+                let k =
+                    AttnKernel::for_call(&shape(score, u, l, 33, p), Precision::Fp32, false, false);
+                assert_eq!(k.fixed, None);
+            }
+        }
+        let k = AttnKernel::for_call(
+            &shape(Positional, Full, No, 33, 0.0),
+            Precision::Fp32,
+            true,
+            false,
+        );
+        assert_eq!(k.entry(), "attn_bwd_pos_d64_fp32_any");
+        // Forced generic.
+        let k = AttnKernel::for_call(&pasa, Precision::Fp32, false, true);
+        assert_eq!(k.entry(), "attn_fwd_d64_fp32_any");
+    }
+
+    /// The Rust list (SPECIALISED, attention_kernels) and the .cu list (PASA_ATTN_BUCKET) name
+    /// the same kernels: every attn_fwd / attn_bwd entry of each precision's PTX, no more, no
+    /// fewer.
+    #[test]
+    #[cfg_attr(
+        pasa_no_kernels,
+        ignore = "this build has no CUDA kernels (nvcc was absent at build time)"
+    )]
+    fn the_rust_list_is_the_kernel_files_list() {
+        for p in Precision::ALL {
+            let file = module(p);
+            let ptx = crate::kernels::ptx(&file).unwrap_or_else(|| panic!("{file} not built"));
+            let mut in_ptx: Vec<&str> = ptx
+                .split(".entry ")
+                .skip(1)
+                .map(|rest| rest.split('(').next().unwrap_or_default())
+                .filter(|name| name.starts_with("attn_fwd") || name.starts_with("attn_bwd"))
+                .collect();
+            let mut listed: Vec<&str> = attention_kernels(p).iter().map(|k| k.entry()).collect();
+            assert_eq!(
+                listed.len(),
+                60,
+                "{file}: 10 forward and 10 backward per bucket"
+            );
+            in_ptx.sort_unstable();
+            listed.sort_unstable();
+            assert_eq!(in_ptx, listed, "{file}");
+        }
     }
 }

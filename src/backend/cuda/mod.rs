@@ -61,7 +61,8 @@ const NO_KERNELS: &str = "this build has no CUDA kernels: nvcc was not found at 
      --device cpu";
 
 /// One CUDA device: its context, the one stream every op runs on, a cuBLAS handle bound to
-/// that stream, and every kernel of `pasa::kernels::ENTRY_POINTS` by name.
+/// that stream, and every kernel of `pasa::kernels::ENTRY_POINTS` by name, with the attention
+/// kernels of the precision modes used so far.
 pub struct Cuda {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -73,6 +74,7 @@ pub struct Cuda {
     sync_each_launch: bool,
     ordinal: usize,
     device_name: String,
+    compute_capability: (i32, i32),
     pool: Arc<Pool<CudaSlice<f32>>>,
     ints: Arc<Pool<CudaSlice<u32>>>,
     counters: Counters,
@@ -93,6 +95,8 @@ pub struct Cuda {
     graphs_on: bool,
     /// The arithmetic of the products (`--precision`).
     precision: Precision,
+    /// Attention through the `any` kernels only ([`Cuda::set_generic_attention`]).
+    generic_attention: bool,
 }
 
 /// A device buffer of the CUDA backend: returns to the backend's pool when dropped.
@@ -132,38 +136,12 @@ impl Cuda {
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| Error(format!("CUDA: creating a cuBLAS handle failed: {e}")))?;
 
-        let mut functions = HashMap::new();
-        for (file, entries) in crate::kernels::ENTRY_POINTS {
-            let ptx = crate::kernels::ptx(file).ok_or_else(|| {
-                Error(format!(
-                    "this build lacks the CUDA kernel file {file}.cu (nvcc failed on it at \
-                     build time); rebuild with PASA_REQUIRE_KERNELS=1 to see why"
-                ))
-            })?;
-            let module = ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
-                Error(format!(
-                    "CUDA: loading the {file} kernels (PTX for {}) on {device_name} (compute \
-                     capability {}.{}) failed: {e}; rebuild with PASA_CUDA_ARCH=sm_{}{} if the \
-                     device is older than the target",
-                    crate::kernels::ARCH,
-                    cc.0,
-                    cc.1,
-                    cc.0,
-                    cc.1
-                ))
-            })?;
-            for &name in *entries {
-                let f = module
-                    .load_function(name)
-                    .map_err(driver_err(&format!("loading kernel {name} failed")))?;
-                functions.insert(name, f);
-            }
-        }
         let mut cuda = Cuda {
             ctx,
             stream,
             blas,
-            functions,
+            functions: HashMap::new(),
+            compute_capability: cc,
             sms: sms.max(1) as u32,
             sync_each_launch: std::env::var("PASA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             ordinal,
@@ -180,8 +158,11 @@ impl Cuda {
             step_graphs: Mutex::default(),
             graphs_on: std::env::var("PASA_CUDA_GRAPH").map_or(true, |v| v != "0"),
             precision: Precision::Fp32,
+            generic_attention: std::env::var("PASA_ATTN_GENERIC").is_ok_and(|v| v == "1"),
         };
-        cuda.allow_large_shared_memory()?;
+        for (file, entries) in crate::kernels::ENTRY_POINTS {
+            cuda.load_module(file, entries)?;
+        }
         cuda.set_precision(Precision::Fp32)?;
         Ok(cuda)
     }
@@ -191,6 +172,7 @@ impl Cuda {
     /// cublasGemmEx). Set before training, not between the steps of a captured graph.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
+        self.load_attention(precision)?;
         let mode = match precision {
             Precision::Fp32 => cublasMath_t::CUBLAS_DEFAULT_MATH,
             Precision::Tf32 => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
@@ -213,36 +195,70 @@ impl Cuda {
         self.precision
     }
 
-    /// The attention kernels take their shared memory dynamically; above 48 KiB (the d128
-    /// bucket) a kernel must opt in before launch.
-    fn allow_large_shared_memory(&mut self) -> Result<()> {
-        for (dh, precision) in [32, 64, 128]
-            .into_iter()
-            .flat_map(|dh| Precision::ALL.map(|p| (dh, p)))
-        {
-            let b = attention::Bucket::for_dh(dh, precision);
-            for (name, bytes) in [
-                (b.fwd, b.fwd_smem()),
-                (b.fwd_pos, b.fwd_smem()),
-                (b.bwd, b.bwd_smem()),
-                (b.bwd_pos, b.bwd_smem()),
-            ] {
-                if bytes > 48 * 1024 {
-                    self.func(name)
-                        .set_attribute(
-                            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                            bytes as i32,
-                        )
-                        .map_err(driver_err(&format!(
-                            "allowing {bytes} B of shared memory for {name} failed"
-                        )))?;
-                }
+    /// Load the PTX of kernel file `file` (JIT-compiled by the driver for this device) and
+    /// look up its `entries`.
+    fn load_module(&mut self, file: &str, entries: &[&'static str]) -> Result<()> {
+        let ptx = crate::kernels::ptx(file).ok_or_else(|| {
+            Error(format!(
+                "this build lacks the CUDA kernel file {file}.cu (nvcc failed on it at build \
+                 time); rebuild with PASA_REQUIRE_KERNELS=1 to see why"
+            ))
+        })?;
+        let module = self.ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
+            let (major, minor) = self.compute_capability;
+            Error(format!(
+                "CUDA: loading the {file} kernels (PTX for {}) on {} (compute capability \
+                 {major}.{minor}) failed: {e}; rebuild with PASA_CUDA_ARCH=sm_{major}{minor} if \
+                 the device is older than the target",
+                crate::kernels::ARCH,
+                self.device_name,
+            ))
+        })?;
+        for &name in entries {
+            let f = module
+                .load_function(name)
+                .map_err(driver_err(&format!("loading kernel {name} failed")))?;
+            self.functions.insert(name, f);
+        }
+        Ok(())
+    }
+
+    /// Load the attention kernels of `precision` (their own module, so that a run JIT-compiles
+    /// only the precision it uses) once, and let those that take more than 48 KiB of dynamic
+    /// shared memory have it.
+    fn load_attention(&mut self, precision: Precision) -> Result<()> {
+        let kernels = attention::attention_kernels(precision);
+        if self.functions.contains_key(kernels[0].entry()) {
+            return Ok(());
+        }
+        let entries: Vec<&'static str> = kernels.iter().map(|k| k.entry()).collect();
+        self.load_module(&attention::module(precision), &entries)?;
+        for k in &kernels {
+            let (name, bytes) = (k.entry(), k.smem());
+            if bytes > 48 * 1024 {
+                self.func(name)
+                    .set_attribute(
+                        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        bytes as i32,
+                    )
+                    .map_err(driver_err(&format!(
+                        "allowing {bytes} B of shared memory for {name} failed"
+                    )))?;
             }
         }
         Ok(())
     }
 
-    /// The loaded kernel `name` (every entry point of `kernels::ENTRY_POINTS` is loaded).
+    /// Run every attention call through its bucket's `any` kernel (U, L and dropout read at
+    /// run time) instead of its configuration's specialised one, as `PASA_ATTN_GENERIC=1`
+    /// does: for the tests that hold the two equal, and to measure what the specialisation
+    /// buys.
+    pub fn set_generic_attention(&mut self, on: bool) {
+        self.generic_attention = on;
+    }
+
+    /// The loaded kernel `name` (every entry point of `kernels::ENTRY_POINTS` and of the
+    /// attention module of each precision set so far).
     fn func(&self, name: &str) -> &CudaFunction {
         self.functions
             .get(name)
@@ -346,32 +362,18 @@ mod tests {
 
     #[test]
     fn attention_buckets_and_shared_memory() {
-        let b = attention::Bucket::for_dh(50, Precision::Fp32);
-        assert_eq!((b.dh, b.fwd, b.bwd), (64, "attn_fwd_d64", "attn_bwd_d64"));
-        assert_eq!(
-            (b.fwd_pos, b.bwd_pos),
-            ("attn_fwd_pos_d64", "attn_bwd_pos_d64")
-        );
+        use attention::Bucket;
+        assert_eq!(Bucket::for_dh(50).dh, 64);
+        assert_eq!(Bucket::for_dh(20).dh, 32);
+        assert_eq!(Bucket::for_dh(128).dh, 128);
         // The launch contracts' byte counts.
         let bytes = |dh| {
-            let b = attention::Bucket::for_dh(dh, Precision::Tf32);
+            let b = Bucket::for_dh(dh);
             (b.fwd_smem(), b.bwd_smem())
         };
         assert_eq!(bytes(32), (27_648, 48_376));
         assert_eq!(bytes(64), (52_224, 81_144));
         assert_eq!(bytes(128), (101_376, 146_680));
-        let t = attention::Bucket::for_dh(128, Precision::Tf32);
-        assert_eq!(
-            (t.fwd, t.bwd_pos),
-            ("attn_fwd_d128_tf32", "attn_bwd_pos_d128_tf32")
-        );
-        let h = attention::Bucket::for_dh(20, Precision::Bf16);
-        assert_eq!(
-            (h.dh, h.fwd_pos, h.bwd),
-            (32, "attn_fwd_pos_d32_bf16", "attn_bwd_d32_bf16")
-        );
-        assert!(
-            std::panic::catch_unwind(|| attention::Bucket::for_dh(129, Precision::Fp32)).is_err()
-        );
+        assert!(std::panic::catch_unwind(|| Bucket::for_dh(129)).is_err());
     }
 }

@@ -1,0 +1,660 @@
+// The fused attention's forward and backward kernels (DESIGN §1–2, the `weight` reading; the
+// `mix` reading applies L in attention.cu's mix kernels and calls these with L = none), as
+// templates, and the one explicit list of their instantiations. f32 data throughout (the
+// products' operands by precision mode: Prec in mma.cuh). Included by attention_fp32.cu,
+// attention_tf32.cu and attention_bf16.cu, which each instantiate the list for their
+// precision (one PTX module per precision: a run loads only the one it uses), and by
+// attention.cu for the shared constants.
+//
+// Layouts follow AttnShape / MixShape in src/backend/mod.rs:
+//   q, k, v, y, dy, dq, dk, dv : [B, n, H·dh], head h owns columns h·dh .. (h+1)·dh   (W = H·dh)
+//   pos, dpos                  : [H, n, n], element (h, i, j) at (h·n + i)·n + j, j ≤ i read
+//   u, l                       : [u_heads | l_heads, kernel_len(kind, n)], heads == 1 → shared
+//   start                      : [B] u32, number of left-padding slots of each window
+//   lse, D                     : [B, H, n]
+// Enumerations passed as int: score_kind 0 = content (c = q·k·scale), 1 = positional
+// (c = pos·scale, q and k unused and may be null); u_kind / l_kind 0 = none, 1 = full,
+// 2 = toeplitz (common.cuh). `scale` is passed by the host (1/√dh) so both backends use the same
+// f32 value. Dropout on the probabilities: element (b,h,i,j) is kept when
+// keep(seed, ((b·H+h)·n+i)·n+j, dropout) and then multiplied by inv = 1/(1−dropout) (computed in
+// f32 as 1.0f / (1.0f − dropout)); dropout = 0 disables the draws.
+//
+// Valid pairs: start[b] ≤ j ≤ i < n. Rows i < start[b] are padding: y = 0, lse = 0, D = 0, and they
+// receive no gradient. No atomics anywhere except dq (see attn_bwd).
+//
+// ─────────────────────────────────────────────────────────────────────────────────────────────
+// COMPILE-TIME SPECIALISATION
+//
+// attn_fwd_impl / attn_bwd_impl<DH, CONTENT, P, UK, LK, DROP>: head-width bucket, score source,
+// precision, U kind, L kind and dropout are template parameters. In a kernel whose UK, LK and
+// DROP are fixed, every test of them is a constant and folds away: no kind or dropout branch
+// is left in the loops (a kind of none reads no kernel, dropout off draws nothing). UK / LK =
+// KIND_ANY and DROP = DROP_ANY take them from p.dims at run time instead (uniform branches):
+// the `any` kernel of a bucket, for the configurations the list below does not specialise.
+//
+// Kernel names: attn_{fwd|bwd}[_pos]_d{DH}_{fp32|tf32|bf16}_{CONFIG}
+//   _pos     positional scores (score_kind 1; without it content scores, score_kind 0)
+//   DH       bucket 32, 64 or 128: needs dh ≤ DH; the launcher takes the smallest bucket ≥ dh
+//   fp32     split TF32 (three products, about f32's rounding); tf32 one TF32 product; bf16 one
+//            bf16 product (m16n8k8.bf16)
+//   CONFIG   u{K}l{K}_drop | u{K}l{K}_nodrop, K ∈ {n none, f full, t toeplitz}: U, L and
+//            dropout compiled in (launch only with those kinds, and dropout > 0 for _drop,
+//            = 0 for _nodrop); or `any`: all three read from p.dims
+// The list (PASA_ATTN_BUCKET below; mirrored by SPECIALISED in src/backend/cuda/attention.rs,
+// and a test holds the two equal): content scores with (U, L) = (none, none) (sasrec, rope),
+// (toeplitz, full) (pasa) and (toeplitz, none) (pasa with the `mix` reading); positional
+// scores with (none, none) (parec, fparec); each with dropout on and off; and the `any`
+// kernels of both score sources. 10 forward and 10 backward kernels per bucket and precision.
+//
+// ─────────────────────────────────────────────────────────────────────────────────────────────
+// LAUNCH CONTRACTS (the Rust launcher follows these; all blocks are 1-D, blockDim = (128,1,1))
+//
+// attn_fwd_*
+//   grid   (ceil(n / 64), H, B), block 128
+//   shared memory: dynamic, bytes = 4·192·(DH + 4) (Q, and K and V double-buffered):
+//          d32 27 648, d64 52 224, d128 101 376 → the d64 and d128 kernels need
+//          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
+//   params (AttnFwdParams p)   by value, params.cuh: p.inputs (q, k, v, pos, u, l, start),
+//           p.y, p.lse, p.dims (B, n, H, dh, scale, score_kind, u/l kind and heads, dropout,
+//           seed; groups unused)
+//   writes every element of y and lse.
+//
+// attn_bwd_*   (after attn_bwd_preprocess of attention.cu on the same stream)
+//   grid   (ceil(n / 64), H, G) with G ∈ [1, B] batch groups chosen by the launcher: block
+//          z = g handles batches b = g, g+G, g+2G, … one after the other
+//   block  128
+//   shared memory: dynamic, bytes = 4·(256·(DH + 4) + 2·64 + 64·40 + 2·95) (Q, dY, lse and D
+//          double-buffered): d32: 48 376 B, d64: 81 144 B, d128: 146 680 B → every bucket
+//          needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
+//   params (AttnBwdParams p)   by value, params.cuh: p.inputs as in the forward, p.dy,
+//           p.lse, p.delta (D), p.dq, p.dk, p.dv, p.du, p.dl, p.dpos, p.dims with
+//           p.dims.groups = G
+//   dk, dv: overwritten (every element). dq: accumulated with atomicAdd across key blocks
+//   (zeroed by attn_bwd_preprocess); unused and may be null in positional mode (as may q, k).
+//   du (needed iff u_kind ≠ none), dl (iff l_kind ≠ none), dpos (iff positional): the
+//   gradients in their parameter layouts (U/L: [u_heads | l_heads, kernel_len]; summed over
+//   heads when shared; dpos: [H, n, n], j > i left alone), or null; they MUST BE ZEROED before
+//   the launch: the kernel adds into them with atomics (reduced on chip first: a Toeplitz
+//   kernel per tile diagonal, a full one and dpos per element). Per valid (b, h, i, j):
+//     du   += ∂s_ij · c_ij
+//     dl   += p_ij · m_ij · e_ij          (m = dropout multiplier, e_ij = dy_i·v_j)
+//     dpos += ∂c_ij · scale               (∂c = ∂s·U)
+// ─────────────────────────────────────────────────────────────────────────────────────────────
+#pragma once
+
+#include "common.cuh"
+#include "async_copy.cuh"
+#include "mma.cuh"
+#include "params.cuh"
+
+using namespace pasa;
+
+namespace {
+
+constexpr int THREADS = 128;  // 4 warps in every attention kernel
+// attn_fwd / attn_bwd declare __launch_bounds__(THREADS, 2): without the occupancy hint ptxas
+// capped attn_fwd_d128 at 96 registers and spilled; with 4 blocks per SM (128 registers) every
+// bucket spilled. Two blocks per SM let the register-blocked accumulators stay in registers.
+constexpr int WARPS = THREADS / 32;
+// The forward's register budget: 128 per thread (4 blocks, 16 warps per SM) for DH ≤ 64; the
+// d128 bucket's 16×128 f32 output accumulator alone is 64 registers per thread, and at 128 it
+// spilled (460 bytes): 2 blocks per SM, up to 255 registers.
+template <int DH>
+struct FwdMinBlocks {
+    static constexpr int value = DH <= 64 ? 4 : 2;
+};
+// The backward's: dk and dv of 16 keys × DH stay in registers (2·DH/4 per thread: 32 at d64,
+// 64 at d128); at d128 that alone is half of a 128-register budget, so 1 block per SM there.
+template <int DH>
+struct BwdMinBlocks {
+    static constexpr int value = DH <= 64 ? 2 : 1;
+};
+
+// Per-call constants shared by forward and backward: AttnDims of params.cuh.
+using AttnArgs = AttnDims;
+
+// The value of a template parameter that leaves the choice to run time (the `any` kernels):
+// U and L kinds read from AttnDims, dropout on when p.dims.dropout > 0.
+constexpr int KIND_ANY = -1;
+constexpr int DROP_OFF = 0, DROP_ON = 1, DROP_ANY = -1;
+
+// A kind template parameter's value in this call: K itself, or the run-time one for KIND_ANY.
+template <int K>
+__device__ __forceinline__ int pick(int runtime) {
+    return K == KIND_ANY ? runtime : K;
+}
+
+// K_ij (1 for `none`), read only once `after` is known: the address depends on it (it adds
+// min(bits of after, 0), which is 0 for after ≥ 0), so ptxas cannot issue the load ahead of
+// the value it multiplies. Issued early, as ptxas does once the kind is a compile-time
+// constant, a tile's 16 independent loads hold registers through their whole latency, which
+// the forward's 128-register budget (4 blocks per SM at d32/d64) lacks: every full-L forward
+// kernel spilled 4–48 bytes without this.
+__device__ __forceinline__ float kernel_value_after(const float* head, int kind, int i, int j,
+                                                    float after) {
+    if (kind == KIND_NONE) return 1.0f;
+    return head[kernel_index(kind, i, j) + min(__float_as_int(after), 0)];
+}
+
+// L_ij as the kernels read it: after p where L's kind is a constant; in the `any` kernels the
+// run-time kind's branch already keeps the loads in place.
+template <int LK>
+__device__ __forceinline__ float l_value(const float* head, int kind, int i, int j, float p) {
+    return LK == KIND_ANY ? kernel_value(head, kind, i, j) : kernel_value_after(head, kind, i, j, p);
+}
+
+// Whether a kernel drops probabilities: its DROP, or for DROP_ANY the call's dropout > 0 (read
+// where it is needed: the dims live in the constant bank, a bool kept across the loops would
+// take a register, which the d128 backward lacks).
+template <int DROP>
+__device__ __forceinline__ bool dropping(const AttnArgs& a) {
+    return DROP == DROP_ANY ? a.dropout > 0.0f : DROP == DROP_ON;
+}
+
+// Dropout multiplier m_ij of probability (b, h, i, j): 0 or 1/(1−p); 1 when dropout is off.
+template <int DROP>
+__device__ __forceinline__ float dropout_mult(const AttnArgs& a, int b, int h, int i, int j,
+                                              float inv_keep) {
+    if (DROP == DROP_OFF || (DROP == DROP_ANY && a.dropout <= 0.0f)) return 1.0f;
+    return keep(a.seed, attn_dropout_index(b, h, i, j, a.heads, a.n), a.dropout) ? inv_keep : 0.0f;
+}
+
+// ═════════════════════════════════════════════════════════════════════════════════════════════
+// Forward on tensor cores. One block: FWD_BQ = 64 queries of one (b, h); warp w owns the 16
+// rows q0 + 16w .. +15. Keys stream through shared memory in tiles of FWD_BK = 32, double-
+// buffered: tile t + 1 is copied with cp.async while tile t is computed on. Per tile a
+// warp computes its 16×32 scores S = Q·Kᵀ with m16n8k8 products (k over dh), modulates them
+// by U, updates the online softmax (running max m, running normaliser l, rescaled output), and
+// adds P·L·V with m16n8k8 products (k over the tile's keys). The n×n scores never leave
+// registers.
+//
+// Fragments (kernels/mma.cuh; g = lane / 4, t = lane % 4): the scores of n-tile c (keys
+// 8c .. 8c+7 of the tile) are s[c][0..3] at (row g, key 8c+2t), (g, 8c+2t+1), (g+8, 8c+2t),
+// (g+8, 8c+2t+1). The product P·V takes the weights as its A operand with k running over the
+// keys in the order 8c+0, +2, +4, +6, +1, +3, +5, +7 (k-index t ↔ key 8c+2t, t+4 ↔ 8c+2t+1), so
+// that a lane's A registers are its own score registers: {s0, s2, s1, s3}, no shuffle; the B
+// operand (V) is read in the same key order.
+//
+// Shared memory rows are DH + 4 floats apart: every fragment read (8 rows × 4 consecutive
+// columns, or rows 2t and 2t+1 of 8 consecutive columns) then hits 32 distinct banks.
+// ═════════════════════════════════════════════════════════════════════════════════════════════
+constexpr int FWD_BQ = 64, FWD_BK = 32;
+
+// Dynamic shared memory of attn_fwd for bucket DH: Q [64][DH+4], and K and V [32][DH+4] twice
+// (double-buffered: the next tile loads with cp.async while the current one is used).
+__host__ __device__ constexpr int fwd_smem_bytes(int DH) { return 4 * (FWD_BQ + 4 * FWD_BK) * (DH + 4); }
+// The launch contract's numbers (and Bucket::fwd_smem's, src/backend/cuda/attention.rs).
+static_assert(fwd_smem_bytes(32) == 27648 && fwd_smem_bytes(64) == 52224 &&
+                  fwd_smem_bytes(128) == 101376,
+              "attn_fwd shared memory: update the launch contract and the launcher");
+
+template <int DH, bool CONTENT, Prec P, int UK, int LK, int DROP>
+__device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restrict__ y,
+                                              float* __restrict__ lse, const AttnArgs a) {
+    constexpr int BQ = FWD_BQ, BK = FWD_BK, LD = DH + 4;
+    constexpr int KS = DH / 8;   // k-steps of Q·Kᵀ, n-tiles of the output
+    constexpr int KC = BK / 8;   // n-tiles of the scores, k-steps of P·V
+    PASA_DYNAMIC_SMEM(float, smem);
+    float* q_s = smem;             // [BQ][LD]
+    float* kv_s = q_s + BQ * LD;   // [2][K [BK][LD], V [BK][LD]]: tile t in buffer t & 1
+
+    const float* __restrict__ q = in.q;
+    const float* __restrict__ k = in.k;
+    const float* __restrict__ v = in.v;
+    const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BQ;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int n = a.n, W = a.heads * a.dh, st = (int)in.start[b];
+    const size_t base = (size_t)b * n * W + (size_t)h * a.dh;  // (b, i, h, d) at base + i·W + d
+    // The configuration: compile-time constants in a specialised kernel (their branches fold
+    // away), read from the call's dims where a template parameter is *_ANY (dropout: dropping).
+    const int u_kind = pick<UK>(a.u_kind), l_kind = pick<LK>(a.l_kind);
+    const float* uh = kernel_head(in.u, u_kind, a.u_heads, h, n);
+    const float* lh = kernel_head(in.l, l_kind, a.l_heads, h, n);
+    const float* posh = CONTENT ? nullptr : in.pos + (size_t)h * n * n;
+    const float inv_keep = dropping<DROP>(a) ? 1.0f / (1.0f - a.dropout) : 1.0f;
+
+    if (CONTENT) {
+        for (int idx = tid; idx < BQ * DH; idx += THREADS) {
+            const int r = idx / DH, d = idx % DH, i = q0 + r;
+            q_s[r * LD + d] = (i < n && d < a.dh) ? q[base + (size_t)i * W + d] : 0.0f;
+        }
+    }
+
+    const int r0 = q0 + warp * 16;               // this warp's first row
+    const int rows[2] = {r0 + g, r0 + g + 8};    // this lane's rows (fragment rows g and g + 8)
+    float m[2] = {-INFINITY, -INFINITY}, lpart[2] = {0.0f, 0.0f};  // lpart: this lane's share
+    float o[KS][4];
+#pragma unroll
+    for (int c = 0; c < KS; ++c)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[c][e] = 0.0f;
+
+    // Causal: the last key any row of this block can see is the block's last query.
+    const int q_last = min(q0 + BQ, n) - 1;
+    // Queue the copies of the key tile from k0 into buffer `buf` (zeros past the tile's keys
+    // and past dh), as one cp.async group.
+    const auto stage = [&](int buf, int k0) {
+        const int kcount = min(BK, q_last - k0 + 1);
+        float* ks = kv_s + buf * 2 * BK * LD;
+        for (int idx = tid; idx < BK * DH; idx += THREADS) {
+            const int jj = idx / DH, d = idx % DH;
+            const bool inside = jj < kcount && d < a.dh;
+            const size_t off = inside ? base + (size_t)(k0 + jj) * W + d : 0;
+            if (CONTENT) cp_async_f32(ks + jj * LD + d, k + off, inside);
+            cp_async_f32(ks + (BK + jj) * LD + d, v + off, inside);
+        }
+        cp_async_commit();
+    };
+    if (st <= q_last) stage(0, st);
+    for (int k0 = st, buf = 0; k0 <= q_last; k0 += BK, buf ^= 1) {
+        const int kcount = min(BK, q_last - k0 + 1);
+        __syncthreads();  // every thread is done with the previous tile (buffer buf ^ 1)
+        if (k0 + BK <= q_last) stage(buf ^ 1, k0 + BK);
+        else cp_async_commit();  // an empty group, so that one wait fits every iteration
+        cp_async_wait<1>();      // this thread's copies of tile k0 have landed
+        __syncthreads();         // and everyone's (and q_s, on the first pass)
+        const float* k_s = kv_s + buf * 2 * BK * LD;
+        const float* v_s = k_s + BK * LD;
+        // A warp whose rows all precede the tile's first key has nothing to add (causal).
+        if (r0 + 15 < k0 || r0 >= n) continue;
+
+        float s[KC][4];
+#pragma unroll
+        for (int c = 0; c < KC; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[c][e] = 0.0f;
+        if (CONTENT) {
+#pragma unroll
+            for (int ks = 0; ks < KS; ++ks) {
+                const auto qf = frag_a<P>(q_s + (warp * 16 + g) * LD + ks * 8 + t, LD, 1);
+#pragma unroll
+                for (int c = 0; c < KC; ++c) {
+                    const float* kb = k_s + (c * 8 + g) * LD + ks * 8 + t;
+                    mma(s[c], qf, frag_b<P>(kb[0], kb[4]));
+                }
+            }
+        }
+
+        // Scores → modulated scores (−∞ where invalid) and this tile's row maxima.
+        float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int c = 0; c < KC; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = rows[e >> 1], jj = c * 8 + 2 * t + (e & 1), j = k0 + jj;
+                const bool valid = i < n && j <= i && jj < kcount;  // j ≥ st by construction
+                float sv = -INFINITY;
+                if (valid) {
+                    const float cv = (CONTENT ? s[c][e] : posh[(size_t)i * n + j]) * a.scale;
+                    sv = cv * kernel_value(uh, u_kind, i, j);
+                }
+                s[c][e] = sv;
+                tmax[e >> 1] = fmaxf(tmax[e >> 1], sv);
+            }
+        float corr[2], m_use[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            // The quad of lanes 4g .. 4g+3 holds the row.
+            tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(FULL_MASK, tmax[r], 1));
+            tmax[r] = fmaxf(tmax[r], __shfl_xor_sync(FULL_MASK, tmax[r], 2));
+            const float m_new = fmaxf(m[r], tmax[r]);
+            // A row with no valid key yet keeps m = −∞; subtract 0 then so that no −∞ − −∞ NaN
+            // appears (every p and the correction are then exactly 0).
+            m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
+            corr[r] = expf(m[r] - m_use[r]);
+            m[r] = m_new;
+            lpart[r] *= corr[r];
+        }
+#pragma unroll
+        for (int c = 0; c < KS; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o[c][e] *= corr[e >> 1];
+        // p (into lpart), then the weight p·dropout·L of the value (into s).
+#pragma unroll
+        for (int c = 0; c < KC; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int i = rows[e >> 1], j = k0 + c * 8 + 2 * t + (e & 1);
+                const float sv = s[c][e];
+                float w = 0.0f;
+                if (sv != -INFINITY) {
+                    const float p = expf(sv - m_use[e >> 1]);
+                    lpart[e >> 1] += p;
+                    w = p * dropout_mult<DROP>(a, b, h, i, j, inv_keep) *
+                        l_value<LK>(lh, l_kind, i, j, p);
+                }
+                s[c][e] = w;
+            }
+        // o += W·V: k-step c covers the keys of n-tile c, in the permuted order above.
+#pragma unroll
+        for (int c = 0; c < KC; ++c) {
+            const auto wf = frag_a_acc<P>(s[c]);
+            const float* vb = v_s + (c * 8 + 2 * t) * LD + g;
+#pragma unroll
+            for (int nt = 0; nt < KS; ++nt) mma(o[nt], wf, frag_b<P>(vb[nt * 8], vb[LD + nt * 8]));
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float lsum = lpart[r];
+        lsum += __shfl_xor_sync(FULL_MASK, lsum, 1);
+        lsum += __shfl_xor_sync(FULL_MASK, lsum, 2);
+        const int i = rows[r];
+        if (i >= n) continue;
+        const bool row_valid = i >= st;  // then key j = i is valid and lsum ≥ 1
+        const float inv_l = row_valid ? 1.0f / lsum : 0.0f;
+#pragma unroll
+        for (int c = 0; c < KS; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int d = c * 8 + 2 * t + e;
+                if (d < a.dh) y[base + (size_t)i * W + d] = row_valid ? o[c][2 * r + e] * inv_l : 0.0f;
+            }
+        if (t == 0) lse[((size_t)b * a.heads + h) * n + i] = row_valid ? m[r] + logf(lsum) : 0.0f;
+    }
+}
+
+// ═════════════════════════════════════════════════════════════════════════════════════════════
+// Backward on tensor cores (FlashAttention-2 order: key tiles outer, query tiles inner). One
+// block: BWD_BK = 64 keys of one head, for the batches b = z, z + G, …; warp w owns the keys
+// k0 + 16w .. +15 and keeps their dk, dv in registers (C fragments, 16 × DH). Query tiles of
+// BWD_BQ = 32 stream through shared memory. Per tile a warp computes, as m16n8k8 products,
+//   Sᵀ = K·Qᵀ (16 keys × 32 queries) and Eᵀ = V·dYᵀ (e_ij = dy_i·v_j),
+// then elementwise with p recomputed from the saved lse (m the dropout multiplier, w = L):
+//   ∂s = p(m w e − D_i), ∂c = ∂s·U, and the weights p·m·w,
+// then dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q with the elementwise results as A operands straight
+// from the accumulator registers (k over the tile's queries in the permuted order of the
+// forward). Query tiles are double-buffered: tile t + 1 is copied with cp.async while tile t
+// is computed on. ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a
+// 16-query × DH/2 part; atomicAdd: contributions come from the n/64 key blocks).
+//
+// Kernel gradients are reduced on chip: a full U or L (and the dense dpos) gets one atomicAdd
+// per valid (i, j) straight into its gradient in parameter layout; a Toeplitz one sums each
+// query tile's 95 diagonals in shared memory and adds each into the gradient with one atomic.
+// No workspace; the gradients must be zeroed before the launch.
+// ═════════════════════════════════════════════════════════════════════════════════════════════
+constexpr int BWD_BK = 64, BWD_BQ = 32, BWD_DIAGS = BWD_BK + BWD_BQ - 1;
+constexpr int BWD_LDQ = BWD_BQ + 8;  // ∂C rows [key][query]: fragment reads hit 32 banks
+
+// Dynamic shared memory of attn_bwd for bucket DH (floats): K, V [64][DH+4]; twice (double
+// buffered) Q, dY [32][DH+4] and lse, D [32]; ∂C [64][40]; Toeplitz diagonal partials of dU
+// and dL [95] each.
+__host__ __device__ constexpr int bwd_smem_bytes(int DH) {
+    return 4 * (2 * BWD_BK * (DH + 4) + 2 * (2 * BWD_BQ * (DH + 4) + 2 * BWD_BQ) + BWD_BK * BWD_LDQ +
+                2 * BWD_DIAGS);
+}
+static_assert(bwd_smem_bytes(32) == 48376 && bwd_smem_bytes(64) == 81144 &&
+                  bwd_smem_bytes(128) == 146680,
+              "attn_bwd shared memory: update the launch contract and the launcher");
+
+// The gradient parameters of head h (shared by all heads when heads_of_kernel == 1).
+__device__ __forceinline__ float* kernel_grad_head(float* g, int kind, int heads_of_kernel, int h,
+                                                   int n) {
+    return g == nullptr ? nullptr
+                        : g + (heads_of_kernel == 1 ? 0 : (size_t)h * kernel_len(kind, n));
+}
+
+// Adds v to K_ij's gradient: a full kernel atomically at its parameter, a Toeplitz one into the
+// tile's diagonal partial diag[i − j − dmin] (shared memory).
+__device__ __forceinline__ void add_kernel_grad(float* head, float* diag, int kind, int i, int j,
+                                                int dmin, float v) {
+    if (head == nullptr) return;
+    if (kind == KIND_FULL) atomicAdd(head + kernel_index(KIND_FULL, i, j), v);
+    else atomicAdd(diag + (i - j - dmin), v);
+}
+
+template <int DH, bool CONTENT, Prec P, int UK, int LK, int DROP>
+__device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
+    constexpr int BK = BWD_BK, BQ = BWD_BQ, LD = DH + 4, LDQ = BWD_LDQ;
+    constexpr int KS = DH / 8;   // k-steps over dh; n-tiles of dk, dv
+    constexpr int QC = BQ / 8;   // n-tiles of Sᵀ (queries); k-steps of dV, dK
+    constexpr int HALF = KS / 2; // n-tiles of a warp's half of the dQ tile
+    PASA_DYNAMIC_SMEM(float, smem);
+    // The query tile's Q, dY, lse and D are double-buffered (QT floats per buffer): tile t + 1
+    // is copied with cp.async while tile t is computed on.
+    constexpr int QT = 2 * BQ * LD + 2 * BQ;
+    float* k_s = smem;                 // [BK][LD]
+    float* v_s = k_s + BK * LD;        // [BK][LD]
+    float* qbufs = v_s + BK * LD;      // [2][Q [BQ][LD], dY [BQ][LD], lse [BQ], D [BQ]]
+    float* dc_s = qbufs + 2 * QT;      // [BK][LDQ]  ∂c of the current tile, [key][query]
+    float* diag_u = dc_s + BK * LDQ;   // [BWD_DIAGS]
+    float* diag_l = diag_u + BWD_DIAGS;
+
+    const AttnIn& in = prm.inputs;
+    const AttnArgs a = prm.dims;
+    const int h = blockIdx.y, k0 = blockIdx.x * BK;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int n = a.n, W = a.heads * a.dh;
+    // The configuration: compile-time constants in a specialised kernel (their branches fold
+    // away), read from the call's dims where a template parameter is *_ANY (dropout: dropping).
+    const int u_kind = pick<UK>(a.u_kind), l_kind = pick<LK>(a.l_kind);
+    const float* uh = kernel_head(in.u, u_kind, a.u_heads, h, n);
+    const float* lh = kernel_head(in.l, l_kind, a.l_heads, h, n);
+    float* du = kernel_grad_head(prm.du, u_kind, a.u_heads, h, n);
+    float* dl = kernel_grad_head(prm.dl, l_kind, a.l_heads, h, n);
+    float* dposh = CONTENT || prm.dpos == nullptr ? nullptr : prm.dpos + (size_t)h * n * n;
+    const float* posh = CONTENT ? nullptr : in.pos + (size_t)h * n * n;
+    const bool toe_u = du != nullptr && u_kind == KIND_TOEPLITZ;
+    const bool toe_l = dl != nullptr && l_kind == KIND_TOEPLITZ;
+    const float inv_keep = dropping<DROP>(a) ? 1.0f / (1.0f - a.dropout) : 1.0f;
+    const int keys[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};  // this lane's key rows
+
+    for (int b = blockIdx.z; b < a.batch; b += a.groups) {
+        const int st = (int)in.start[b];
+        const size_t base = (size_t)b * n * W + (size_t)h * a.dh;
+        __syncthreads();  // the previous batch's K, V are consumed
+        for (int idx = tid; idx < BK * DH; idx += THREADS) {
+            const int jj = idx / DH, d = idx % DH, j = k0 + jj;
+            const bool inside = j < n && j >= st && d < a.dh;
+            const size_t off = base + (size_t)j * W + d;
+            if (CONTENT) k_s[jj * LD + d] = inside ? in.k[off] : 0.0f;
+            v_s[jj * LD + d] = inside ? in.v[off] : 0.0f;
+        }
+        float dv_acc[KS][4], dk_acc[KS][4];
+#pragma unroll
+        for (int c = 0; c < KS; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) dv_acc[c][e] = dk_acc[c][e] = 0.0f;
+
+        // Queue the copies of the query tile from q0 into buffer `buf` (zeros past the tile's
+        // queries and past dh), as one cp.async group.
+        const auto stage = [&](int buf, int q0) {
+            const int qcount = min(BQ, n - q0);
+            float* qs = qbufs + buf * QT;
+            for (int idx = tid; idx < BQ * DH; idx += THREADS) {
+                const int ii = idx / DH, d = idx % DH;
+                const bool inside = ii < qcount && d < a.dh;
+                const size_t off = inside ? base + (size_t)(q0 + ii) * W + d : 0;
+                if (CONTENT) cp_async_f32(qs + ii * LD + d, in.q + off, inside);
+                cp_async_f32(qs + (BQ + ii) * LD + d, prm.dy + off, inside);
+            }
+            if (tid < BQ) {
+                const bool inside = tid < qcount;
+                const size_t r = inside ? ((size_t)b * a.heads + h) * n + q0 + tid : 0;
+                cp_async_f32(qs + 2 * BQ * LD + tid, prm.lse + r, inside);
+                cp_async_f32(qs + 2 * BQ * LD + BQ + tid, prm.delta + r, inside);
+            }
+            cp_async_commit();
+        };
+        // Queries before the block's first key (or the window's start) see none of its keys.
+        const int q_first = max(k0, st);
+        const bool any = q_first < n && k0 + BK > st;
+        if (any) stage(0, q_first);
+        for (int q0 = q_first, buf = 0; any && q0 < n; q0 += BQ, buf ^= 1) {
+            const int qcount = min(BQ, n - q0);
+            const int dmin = q0 - (k0 + BK - 1);  // the tile's smallest i − j
+            __syncthreads();  // the previous tile's buffer, ∂C and diagonals are consumed
+            if (q0 + BQ < n) stage(buf ^ 1, q0 + BQ);
+            else cp_async_commit();  // an empty group, so that one wait fits every iteration
+            for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) diag_u[idx] = diag_l[idx] = 0.0f;
+            cp_async_wait<1>();  // this thread's copies of tile q0 have landed
+            __syncthreads();     // and everyone's (and K, V on a batch's first tile)
+            const float* q_s = qbufs + buf * QT;
+            const float* dy_s = q_s + BQ * LD;
+            const float* lse_s = dy_s + BQ * LD;
+            const float* D_s = lse_s + BQ;
+
+            // Sᵀ = K·Qᵀ and Eᵀ = V·dYᵀ for this warp's 16 keys.
+            float sT[QC][4], eT[QC][4];
+#pragma unroll
+            for (int c = 0; c < QC; ++c)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) sT[c][e] = eT[c][e] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < KS; ++ks) {
+                const int ao = (warp * 16 + g) * LD + ks * 8 + t;
+                FragA<P> kf;
+                if (CONTENT) kf = frag_a<P>(k_s + ao, LD, 1);
+                const auto vf = frag_a<P>(v_s + ao, LD, 1);
+#pragma unroll
+                for (int c = 0; c < QC; ++c) {
+                    const int bo = (c * 8 + g) * LD + ks * 8 + t;
+                    if (CONTENT) mma(sT[c], kf, frag_b<P>(q_s[bo], q_s[bo + 4]));
+                    mma(eT[c], vf, frag_b<P>(dy_s[bo], dy_s[bo + 4]));
+                }
+            }
+
+            // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j), eT ← ∂c; the kernels'
+            // gradients; ∂c into shared memory for dQ.
+#pragma unroll
+            for (int c = 0; c < QC; ++c)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int j = keys[e >> 1], ii = c * 8 + 2 * t + (e & 1), i = q0 + ii;
+                    const bool valid = ii < qcount && j < n && j >= st && j <= i;
+                    float pmw = 0.0f, dc = 0.0f;
+                    if (valid) {
+                        const float cv = (CONTENT ? sT[c][e] : posh[(size_t)i * n + j]) * a.scale;
+                        const float uu = kernel_value(uh, u_kind, i, j);
+                        const float p = expf(cv * uu - lse_s[ii]);
+                        const float mult = dropout_mult<DROP>(a, b, h, i, j, inv_keep);
+                        const float w = l_value<LK>(lh, l_kind, i, j, p);
+                        const float ev = eT[c][e];
+                        const float ds = p * (mult * w * ev - D_s[ii]);  // ∂s = p(m w e − D)
+                        dc = ds * uu;
+                        pmw = p * mult * w;
+                        add_kernel_grad(du, diag_u, u_kind, i, j, dmin, ds * cv);
+                        add_kernel_grad(dl, diag_l, l_kind, i, j, dmin, p * mult * ev);
+                        if (dposh) atomicAdd(dposh + (size_t)i * n + j, dc * a.scale);
+                    }
+                    sT[c][e] = pmw;
+                    eT[c][e] = dc;
+                    dc_s[(warp * 16 + g + (e >= 2 ? 8 : 0)) * LDQ + ii] = dc;
+                }
+
+            // dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q: k-step c covers the queries of n-tile c in the
+            // permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1).
+#pragma unroll
+            for (int c = 0; c < QC; ++c) {
+                const auto pf = frag_a_acc<P>(sT[c]);
+                FragA<P> cf;
+                if (CONTENT) cf = frag_a_acc<P>(eT[c]);
+                const int ro = (c * 8 + 2 * t) * LD + g;
+#pragma unroll
+                for (int nt = 0; nt < KS; ++nt) {
+                    mma(dv_acc[nt], pf, frag_b<P>(dy_s[ro + nt * 8], dy_s[ro + LD + nt * 8]));
+                    if (CONTENT) mma(dk_acc[nt], cf, frag_b<P>(q_s[ro + nt * 8], q_s[ro + LD + nt * 8]));
+                }
+            }
+            __syncthreads();  // ∂C and the diagonal partials are complete
+
+            if (CONTENT) {
+                // dQ (32 queries × DH) += ∂C (32 × 64 keys) · K: warp w takes queries
+                // 16·(w & 1) .. +15 and the output columns of half w >> 1, in DQ_PASSES
+                // passes of PART n-tiles. At d128 one pass holds 32 accumulator registers
+                // beside dk and dv's 128, at ptxas's ceiling of 255: some kernels of the list
+                // spilled (4–140 bytes, by configuration and precision); four passes of 2
+                // n-tiles (8 registers) leave every kernel spill-free, for reading the ∂C
+                // fragments four times.
+                constexpr int DQ_PASSES = DH >= 128 ? 4 : 1, PART = HALF / DQ_PASSES;
+                const int qr = (warp & 1) * 16;
+#pragma unroll 1
+                for (int pass = 0; pass < DQ_PASSES; ++pass) {
+                    const int nt0 = (warp >> 1) * HALF + pass * PART;
+                    float acc[PART][4];
+#pragma unroll
+                    for (int c = 0; c < PART; ++c)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
+#pragma unroll 2
+                    for (int ks = 0; ks < BK / 8; ++ks) {
+                        // A[query][key] = ∂C[key][query]: rows 1 apart, k slots LDQ apart.
+                        const auto af = frag_a<P>(dc_s + (ks * 8 + t) * LDQ + qr + g, 1, LDQ);
+#pragma unroll
+                        for (int c = 0; c < PART; ++c) {
+                            const int bo = (ks * 8 + t) * LD + (nt0 + c) * 8 + g;
+                            mma(acc[c], af, frag_b<P>(k_s[bo], k_s[bo + 4 * LD]));
+                        }
+                    }
+#pragma unroll
+                    for (int c = 0; c < PART; ++c)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int ii = qr + g + (e >= 2 ? 8 : 0),
+                                      d = (nt0 + c) * 8 + 2 * t + (e & 1);
+                            if (ii < qcount && d < a.dh && acc[c][e] != 0.0f)
+                                atomicAdd(prm.dq + base + (size_t)(q0 + ii) * W + d,
+                                          acc[c][e] * a.scale);
+                        }
+                }
+            }
+            // The tile's Toeplitz diagonals: one atomic per diagonal i − j = dmin + idx ≥ 0.
+            if (toe_u || toe_l) {
+                for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) {
+                    const int dist = dmin + idx;
+                    if (dist < 0 || dist >= n) continue;
+                    if (toe_u && diag_u[idx] != 0.0f) atomicAdd(du + dist, diag_u[idx]);
+                    if (toe_l && diag_l[idx] != 0.0f) atomicAdd(dl + dist, diag_l[idx]);
+                }
+            }
+        }
+
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int j = keys[r];
+            if (j >= n) continue;
+#pragma unroll
+            for (int c = 0; c < KS; ++c)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int d = c * 8 + 2 * t + e;
+                    if (d >= a.dh) continue;
+                    if (CONTENT) prm.dk[base + (size_t)j * W + d] = dk_acc[c][2 * r + e] * a.scale;
+                    prm.dv[base + (size_t)j * W + d] = dv_acc[c][2 * r + e];
+                }
+        }
+    }
+}
+
+
+}  // namespace
+
+// ─── the explicit list of instantiations ─────────────────────────────────────────────────────
+// One forward and one backward kernel, attn_{fwd|bwd}{SC}_d{DH}_{PN}_{SPEC}.
+#define PASA_ATTN_PAIR(SC, CONTENT, DH, PREC, PN, SPEC, UK, LK, DROP)                           \
+    extern "C" __global__ void __launch_bounds__(THREADS, FwdMinBlocks<DH>::value)             \
+        attn_fwd##SC##_d##DH##_##PN##_##SPEC(const AttnFwdParams p) {                            \
+        attn_fwd_impl<DH, CONTENT, PREC, UK, LK, DROP>(p.inputs, p.y, p.lse, p.dims);           \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(THREADS, BwdMinBlocks<DH>::value)             \
+        attn_bwd##SC##_d##DH##_##PN##_##SPEC(const AttnBwdParams p) {                            \
+        attn_bwd_impl<DH, CONTENT, PREC, UK, LK, DROP>(p);                                      \
+    }
+// A specialised (U, L) with dropout on and off.
+#define PASA_ATTN_DROPOUT(SC, CONTENT, DH, PREC, PN, UL, UK, LK)                                \
+    PASA_ATTN_PAIR(SC, CONTENT, DH, PREC, PN, UL##_drop, UK, LK, DROP_ON)                       \
+    PASA_ATTN_PAIR(SC, CONTENT, DH, PREC, PN, UL##_nodrop, UK, LK, DROP_OFF)
+// THE LIST, per bucket and precision (SPECIALISED in src/backend/cuda/attention.rs).
+#define PASA_ATTN_BUCKET(DH, PREC, PN)                                                          \
+    PASA_ATTN_DROPOUT(, true, DH, PREC, PN, unln, KIND_NONE, KIND_NONE)      /* sasrec, rope */ \
+    PASA_ATTN_DROPOUT(, true, DH, PREC, PN, utlf, KIND_TOEPLITZ, KIND_FULL)  /* pasa */         \
+    PASA_ATTN_DROPOUT(, true, DH, PREC, PN, utln, KIND_TOEPLITZ, KIND_NONE)  /* pasa, mix */    \
+    PASA_ATTN_DROPOUT(_pos, false, DH, PREC, PN, unln, KIND_NONE, KIND_NONE) /* (f)parec */     \
+    PASA_ATTN_PAIR(, true, DH, PREC, PN, any, KIND_ANY, KIND_ANY, DROP_ANY)                     \
+    PASA_ATTN_PAIR(_pos, false, DH, PREC, PN, any, KIND_ANY, KIND_ANY, DROP_ANY)
+// Every bucket of one precision: what each attention_<precision>.cu instantiates.
+#define PASA_ATTN_PRECISION(PREC, PN)                                                           \
+    PASA_ATTN_BUCKET(32, PREC, PN)                                                              \
+    PASA_ATTN_BUCKET(64, PREC, PN)                                                              \
+    PASA_ATTN_BUCKET(128, PREC, PN)
