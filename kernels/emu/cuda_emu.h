@@ -125,6 +125,11 @@ inline uint32_t __float_as_uint(float f) {
     __builtin_memcpy(&u, &f, 4);
     return u;
 }
+inline int __float_as_int(float f) {
+    int i;
+    __builtin_memcpy(&i, &f, 4);
+    return i;
+}
 
 // ── Tensor-core products (kernels/mma.cuh) ───────────────────────────────────────────────────
 // The same functions as the device's, as a warp collective: every lane deposits its fragment
