@@ -155,6 +155,9 @@ __device__ __forceinline__ bool dropping(const AttnArgs& a) {
 template <int DROP>
 __device__ __forceinline__ float dropout_mult(const AttnArgs& a, int b, int h, int i, int j,
                                               float inv_keep) {
+    // The test of dropping<DROP>, spelt as the kernels always spelt it per element: calling
+    // dropping<DROP>(a) here instead (even as !(dropout <= 0)) made ptxas allocate the `any`
+    // backwards differently, the fp32 d128 one spilling 8 bytes (kernels/check.sh).
     if (DROP == DROP_OFF || (DROP == DROP_ANY && a.dropout <= 0.0f)) return 1.0f;
     return keep(a.seed, attn_dropout_index(b, h, i, j, a.heads, a.n), a.dropout) ? inv_keep : 0.0f;
 }

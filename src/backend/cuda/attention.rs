@@ -13,9 +13,9 @@ use crate::backend::{
     Attention, AttnGrads, AttnInputs, AttnShape, KernelKind, Memory, MixShape, Precision,
     ScoreSource, View, ViewMut,
 };
+use crate::device::precision_name;
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::CudaSlice;
-use std::collections::HashSet;
 use std::sync::OnceLock;
 
 type V<'a> = View<'a, GpuBuf>;
@@ -109,18 +109,9 @@ fn kind_letter(k: KernelKind) -> char {
     }
 }
 
-/// The kernels' name of a precision mode.
-pub(super) fn precision_tag(p: Precision) -> &'static str {
-    match p {
-        Precision::Fp32 => "fp32",
-        Precision::Tf32 => "tf32",
-        Precision::Bf16 => "bf16",
-    }
-}
-
 /// The PTX module (kernel file stem) of a precision's attention kernels.
 pub(super) fn module(p: Precision) -> String {
-    format!("attention_{}", precision_tag(p))
+    format!("attention_{}", precision_name(p))
 }
 
 impl AttnKernel {
@@ -161,26 +152,32 @@ impl AttnKernel {
                 ScoreSource::Positional => "_pos",
             },
             self.bucket.dh,
-            precision_tag(self.precision),
+            precision_name(self.precision),
         )
     }
 
-    /// The name as a `&'static str` (the launch plumbing's key), from the table of every
-    /// listed kernel; a kernel outside the list is a bug of `for_call`.
+    /// The name as a `&'static str` (the launch plumbing's key), from a table of every listed
+    /// kernel built once: a launch compares a few small structs instead of formatting the name.
+    /// A kernel outside the list is a bug of `for_call`.
     pub(super) fn entry(&self) -> &'static str {
-        static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
+        static NAMES: OnceLock<Vec<(AttnKernel, String)>> = OnceLock::new();
         let names = NAMES.get_or_init(|| {
             Precision::ALL
                 .into_iter()
                 .flat_map(attention_kernels)
-                .map(|k| k.name())
+                .map(|k| (k, k.name()))
                 .collect()
         });
-        let name = self.name();
         names
-            .get(&name)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("cuda: {name} is not in the attention kernels' list"))
+            .iter()
+            .find(|(k, _)| k == self)
+            .map(|(_, name)| name.as_str())
+            .unwrap_or_else(|| {
+                panic!(
+                    "cuda: {} is not in the attention kernels' list",
+                    self.name()
+                )
+            })
     }
 
     /// Dynamic shared memory of a launch.
