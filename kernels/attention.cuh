@@ -63,9 +63,9 @@
 //   grid   (ceil(n / 64), H, G) with G ∈ [1, B] batch groups chosen by the launcher: block
 //          z = g handles batches b = g, g+G, g+2G, … one after the other
 //   block  128
-//   shared memory: dynamic, bytes = 4·(256·(DH + 4) + 2·64 + 64·40 + 2·95) (Q, dY, lse and D
-//          double-buffered): d32: 48 376 B, d64: 81 144 B, d128: 146 680 B → every bucket
-//          needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
+//   shared memory: dynamic, bytes = 4·(160·(DH + 4) + 2·16 + 64·24 + 2·79): d32: 29 944 B,
+//          d64: 50 424 B, d128: 91 384 B → the d64 and d128 kernels need
+//          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set before launch
 //   params (AttnBwdParams p)   by value, params.cuh: p.inputs as in the forward, p.dy,
 //           p.lse, p.delta (D), p.dq, p.dk, p.dv, p.du, p.dl, p.dpos, p.dims with
 //           p.dims.groups = G
@@ -92,9 +92,8 @@ using namespace pasa;
 namespace {
 
 constexpr int THREADS = 128;  // 4 warps in every attention kernel
-// attn_fwd / attn_bwd declare __launch_bounds__(THREADS, 2): without the occupancy hint ptxas
-// capped attn_fwd_d128 at 96 registers and spilled; with 4 blocks per SM (128 registers) every
-// bucket spilled. Two blocks per SM let the register-blocked accumulators stay in registers.
+// Each kernel declares __launch_bounds__(THREADS, blocks per SM) with the register budget of
+// its bucket (FwdMinBlocks, BwdMinBlocks below): ptxas allocates up to 65 536 / (128 · blocks).
 constexpr int WARPS = THREADS / 32;
 // The forward's register budget: 128 per thread (4 blocks, 16 warps per SM) for DH ≤ 64; the
 // d128 bucket's 16×128 f32 output accumulator alone is 64 registers per thread, and at 128 it
@@ -104,10 +103,11 @@ struct FwdMinBlocks {
     static constexpr int value = DH <= 64 ? 4 : 2;
 };
 // The backward's: dk and dv of 16 keys × DH stay in registers (2·DH/4 per thread: 32 at d64,
-// 64 at d128); at d128 that alone is half of a 128-register budget, so 1 block per SM there.
+// 64 at d128); 4 blocks per SM (128 registers) for DH ≤ 64; at d128 dk and dv alone are half
+// of that, so 2 blocks (up to 255), as its 89 KB of shared memory allows too.
 template <int DH>
 struct BwdMinBlocks {
-    static constexpr int value = DH <= 64 ? 2 : 1;
+    static constexpr int value = DH <= 64 ? 4 : 2;
 };
 
 // Per-call constants shared by forward and backward: AttnDims of params.cuh.
@@ -362,49 +362,84 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 // Backward on tensor cores (FlashAttention-2 order: key tiles outer, query tiles inner). One
 // block: BWD_BK = 64 keys of one head, for the batches b = z, z + G, …; warp w owns the keys
 // k0 + 16w .. +15 and keeps their dk, dv in registers (C fragments, 16 × DH). Query tiles of
-// BWD_BQ = 32 stream through shared memory. Per tile a warp computes, as m16n8k8 products,
-//   Sᵀ = K·Qᵀ (16 keys × 32 queries) and Eᵀ = V·dYᵀ (e_ij = dy_i·v_j),
+// BWD_BQ = 16 stream through shared memory. Per tile a warp computes, as m16n8k8 products,
+//   Sᵀ = K·Qᵀ (16 keys × 16 queries) and Eᵀ = V·dYᵀ (e_ij = dy_i·v_j),
 // then elementwise with p recomputed from the saved lse (m the dropout multiplier, w = L):
 //   ∂s = p(m w e − D_i), ∂c = ∂s·U, and the weights p·m·w,
 // then dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q with the elementwise results as A operands straight
 // from the accumulator registers (k over the tile's queries in the permuted order of the
-// forward). Query tiles are double-buffered: tile t + 1 is copied with cp.async while tile t
-// is computed on. ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a
-// 16-query × DH/2 part; atomicAdd: contributions come from the n/64 key blocks).
+// forward). ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a quarter
+// of the 16-query × DH tile's columns; atomicAdd: contributions come from the n/64 key blocks).
+//
+// Why 16-query tiles, one buffer: at d64 the block then fits 4 per SM, in registers (dk, dv 64
+// per thread, Sᵀ and Eᵀ 16) and in shared memory (49 KB; a second query buffer would make it
+// 58 KB, over the quarter of an SM's 228 KB). The next tile's copy (cp.async) is issued as soon
+// as the current tile's Q and dY are consumed, and lands while dQ and the diagonals are done.
 //
 // Kernel gradients are reduced on chip: a full U or L (and the dense dpos) gets one atomicAdd
 // per valid (i, j) straight into its gradient in parameter layout; a Toeplitz one sums each
-// query tile's 95 diagonals in shared memory and adds each into the gradient with one atomic.
+// query tile's 79 diagonals in shared memory and adds each into the gradient with one atomic.
 // No workspace; the gradients must be zeroed before the launch.
 // ═════════════════════════════════════════════════════════════════════════════════════════════
-constexpr int BWD_BK = 64, BWD_BQ = 32, BWD_DIAGS = BWD_BK + BWD_BQ - 1;
-constexpr int BWD_LDQ = BWD_BQ + 8;  // ∂C rows [key][query]: fragment reads hit 32 banks
+constexpr int BWD_BK = 64, BWD_BQ = 16, BWD_DIAGS = BWD_BK + BWD_BQ - 1;
+// ∂C rows [key][query], 24 floats apart: a dQ fragment read (key rows t, query columns g) then
+// hits banks 24t + g mod 32, all distinct.
+constexpr int BWD_LDQ = BWD_BQ + 8;
 
-// Dynamic shared memory of attn_bwd for bucket DH (floats): K, V [64][DH+4]; twice (double
-// buffered) Q, dY [32][DH+4] and lse, D [32]; ∂C [64][40]; Toeplitz diagonal partials of dU
-// and dL [95] each.
+// Dynamic shared memory of attn_bwd for bucket DH (floats): K, V [64][DH+4]; Q, dY [16][DH+4];
+// lse, D [16]; ∂C [64][24]; Toeplitz diagonal partials of dU and dL [79] each.
 __host__ __device__ constexpr int bwd_smem_bytes(int DH) {
-    return 4 * (2 * BWD_BK * (DH + 4) + 2 * (2 * BWD_BQ * (DH + 4) + 2 * BWD_BQ) + BWD_BK * BWD_LDQ +
+    return 4 * (2 * BWD_BK * (DH + 4) + 2 * BWD_BQ * (DH + 4) + 2 * BWD_BQ + BWD_BK * BWD_LDQ +
                 2 * BWD_DIAGS);
 }
-static_assert(bwd_smem_bytes(32) == 48376 && bwd_smem_bytes(64) == 81144 &&
-                  bwd_smem_bytes(128) == 146680,
+static_assert(bwd_smem_bytes(32) == 29944 && bwd_smem_bytes(64) == 50424 &&
+                  bwd_smem_bytes(128) == 91384,
               "attn_bwd shared memory: update the launch contract and the launcher");
 
-// The gradient parameters of head h (shared by all heads when heads_of_kernel == 1).
-__device__ __forceinline__ float* kernel_grad_head(float* g, int kind, int heads_of_kernel, int h,
-                                                   int n) {
-    return g == nullptr ? nullptr
-                        : g + (heads_of_kernel == 1 ? 0 : (size_t)h * kernel_len(kind, n));
+// Adds v to K_ij's gradient (grad + off: the head's, none when grad is null): a full kernel
+// atomically at its parameter, a Toeplitz one into the tile's diagonal partial
+// diag[i − j − dmin] (shared memory).
+__device__ __forceinline__ void add_kernel_grad(float* grad, size_t off, float* diag, int kind,
+                                                int i, int j, int dmin, float v) {
+    if (grad == nullptr) return;
+    if (kind == KIND_FULL) atomicAdd(grad + off + kernel_index(KIND_FULL, i, j), v);
+    else atomicAdd(diag + (i - j - dmin), v);
 }
 
-// Adds v to K_ij's gradient: a full kernel atomically at its parameter, a Toeplitz one into the
-// tile's diagonal partial diag[i − j − dmin] (shared memory).
-__device__ __forceinline__ void add_kernel_grad(float* head, float* diag, int kind, int i, int j,
-                                                int dmin, float v) {
-    if (head == nullptr) return;
-    if (kind == KIND_FULL) atomicAdd(head + kernel_index(KIND_FULL, i, j), v);
-    else atomicAdd(diag + (i - j - dmin), v);
+// acc (16 rows × 8·NT) += A·Bᵀ over KS k-steps of 8: A [16][8·KS] at a (rows LD apart), B
+// [8·NT][8·KS] at b (rows LD apart), both in shared memory; the backward's Sᵀ = K·Qᵀ and
+// Eᵀ = V·dYᵀ for a warp's 16 keys.
+template <Prec P, int KS, int NT, int LD>
+__device__ __forceinline__ void warp_tile_product(float acc[NT][4], const float* a, const float* b,
+                                                  int g, int t) {
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+        const auto af = frag_a<P>(a + g * LD + ks * 8 + t, LD, 1);
+#pragma unroll
+        for (int c = 0; c < NT; ++c) {
+            const int bo = (c * 8 + g) * LD + ks * 8 + t;
+            mma(acc[c], af, frag_b<P>(b[bo], b[bo + 4]));
+        }
+    }
+}
+
+// acc (16 × 8·NT) += X·B with X the warp's 16 keys × 8·KC queries in C-fragment layout, and B
+// [8·KC][8·NT] at b (rows LD apart, shared memory): the backward's dV += (p m w)ᵀ·dY and
+// dK += ∂Cᵀ·Q. x(c, xc) fills xc with the lane's four values of X's n-tile c (keys g, g + 8 ×
+// queries 8c + 2t, 8c + 2t + 1), which become the A operand as they are, k over the queries in
+// the permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1).
+template <Prec P, int NT, int KC, int LD, class X>
+__device__ __forceinline__ void accumulate_transposed(float acc[NT][4], X x, const float* b, int g,
+                                                      int t) {
+#pragma unroll
+    for (int c = 0; c < KC; ++c) {
+        float xc[4];
+        x(c, xc);
+        const auto xf = frag_a_acc<P>(xc);
+        const int ro = (c * 8 + 2 * t) * LD + g;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) mma(acc[nt], xf, frag_b<P>(b[ro + nt * 8], b[ro + LD + nt * 8]));
+    }
 }
 
 template <int DH, bool CONTENT, Prec P, int UK, int LK, int DROP>
@@ -412,16 +447,16 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
     constexpr int BK = BWD_BK, BQ = BWD_BQ, LD = DH + 4, LDQ = BWD_LDQ;
     constexpr int KS = DH / 8;   // k-steps over dh; n-tiles of dk, dv
     constexpr int QC = BQ / 8;   // n-tiles of Sᵀ (queries); k-steps of dV, dK
-    constexpr int HALF = KS / 2; // n-tiles of a warp's half of the dQ tile
+    constexpr int QUARTER = KS / WARPS;  // n-tiles of a warp's columns of the dQ tile
     PASA_DYNAMIC_SMEM(float, smem);
-    // The query tile's Q, dY, lse and D are double-buffered (QT floats per buffer): tile t + 1
-    // is copied with cp.async while tile t is computed on.
-    constexpr int QT = 2 * BQ * LD + 2 * BQ;
-    float* k_s = smem;                 // [BK][LD]
-    float* v_s = k_s + BK * LD;        // [BK][LD]
-    float* qbufs = v_s + BK * LD;      // [2][Q [BQ][LD], dY [BQ][LD], lse [BQ], D [BQ]]
-    float* dc_s = qbufs + 2 * QT;      // [BK][LDQ]  ∂c of the current tile, [key][query]
-    float* diag_u = dc_s + BK * LDQ;   // [BWD_DIAGS]
+    float* k_s = smem;               // [BK][LD]
+    float* v_s = k_s + BK * LD;      // [BK][LD]
+    float* q_s = v_s + BK * LD;      // [BQ][LD]
+    float* dy_s = q_s + BQ * LD;     // [BQ][LD]
+    float* lse_s = dy_s + BQ * LD;   // [BQ]
+    float* D_s = lse_s + BQ;         // [BQ]
+    float* dc_s = D_s + BQ;          // [BK][LDQ]  ∂c of the current tile, [key][query]
+    float* diag_u = dc_s + BK * LDQ; // [BWD_DIAGS]
     float* diag_l = diag_u + BWD_DIAGS;
 
     const AttnIn& in = prm.inputs;
@@ -432,91 +467,84 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
     // The configuration: compile-time constants in a specialised kernel (their branches fold
     // away), read from the call's dims where a template parameter is *_ANY (dropout: dropping).
     const int u_kind = pick<UK>(a.u_kind), l_kind = pick<LK>(a.l_kind);
-    const float* uh = kernel_head(in.u, u_kind, a.u_heads, h, n);
-    const float* lh = kernel_head(in.l, l_kind, a.l_heads, h, n);
-    float* du = kernel_grad_head(prm.du, u_kind, a.u_heads, h, n);
-    float* dl = kernel_grad_head(prm.dl, l_kind, a.l_heads, h, n);
+    // Head h's U and L, and their gradients, as offsets from the parameters' pointers (which
+    // stay in the constant bank): four 64-bit pointers held across the loops would take 8 of
+    // the 128 registers at d64.
+    const size_t u_off = kernel_head_offset(u_kind, a.u_heads, h, n);
+    const size_t l_off = kernel_head_offset(l_kind, a.l_heads, h, n);
     float* dposh = CONTENT || prm.dpos == nullptr ? nullptr : prm.dpos + (size_t)h * n * n;
     const float* posh = CONTENT ? nullptr : in.pos + (size_t)h * n * n;
-    const bool toe_u = du != nullptr && u_kind == KIND_TOEPLITZ;
-    const bool toe_l = dl != nullptr && l_kind == KIND_TOEPLITZ;
+    const bool toe_u = prm.du != nullptr && u_kind == KIND_TOEPLITZ;
+    const bool toe_l = prm.dl != nullptr && l_kind == KIND_TOEPLITZ;
     const float inv_keep = dropping<DROP>(a) ? 1.0f / (1.0f - a.dropout) : 1.0f;
-    const int keys[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};  // this lane's key rows
+    const int key = k0 + warp * 16 + g;  // this lane's key rows: key and key + 8
+
+    // The diagonal partials start at zero; each tile's flush zeroes what it read. (Loops that
+    // run once per batch or tile stay rolled: unrolled, ptxas kept their per-iteration
+    // addresses in registers across the tile loop, and the fp32 d64 kernels spilled.)
+#pragma unroll 1
+    for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) diag_u[idx] = diag_l[idx] = 0.0f;
 
     for (int b = blockIdx.z; b < a.batch; b += a.groups) {
         const int st = (int)in.start[b];
         const size_t base = (size_t)b * n * W + (size_t)h * a.dh;
-        __syncthreads();  // the previous batch's K, V are consumed
-        for (int idx = tid; idx < BK * DH; idx += THREADS) {
-            const int jj = idx / DH, d = idx % DH, j = k0 + jj;
-            const bool inside = j < n && j >= st && d < a.dh;
-            const size_t off = base + (size_t)j * W + d;
-            if (CONTENT) k_s[jj * LD + d] = inside ? in.k[off] : 0.0f;
-            v_s[jj * LD + d] = inside ? in.v[off] : 0.0f;
-        }
+        // Queries before the block's first key (or the window's start) see none of its keys.
+        const int q_first = max(k0, st);
+        const bool any = q_first < n && k0 + BK > st;
         float dv_acc[KS][4], dk_acc[KS][4];
 #pragma unroll
         for (int c = 0; c < KS; ++c)
 #pragma unroll
             for (int e = 0; e < 4; ++e) dv_acc[c][e] = dk_acc[c][e] = 0.0f;
 
-        // Queue the copies of the query tile from q0 into buffer `buf` (zeros past the tile's
-        // queries and past dh), as one cp.async group.
-        const auto stage = [&](int buf, int q0) {
+        // Queues the copies of the query tile from q0 (zeros past the tile's queries and past
+        // dh) and closes the group, which then also holds any copies queued before it.
+        const auto stage = [&](int q0) {
             const int qcount = min(BQ, n - q0);
-            float* qs = qbufs + buf * QT;
+#pragma unroll 1
             for (int idx = tid; idx < BQ * DH; idx += THREADS) {
                 const int ii = idx / DH, d = idx % DH;
                 const bool inside = ii < qcount && d < a.dh;
                 const size_t off = inside ? base + (size_t)(q0 + ii) * W + d : 0;
-                if (CONTENT) cp_async_f32(qs + ii * LD + d, in.q + off, inside);
-                cp_async_f32(qs + (BQ + ii) * LD + d, prm.dy + off, inside);
+                if (CONTENT) cp_async_f32(q_s + ii * LD + d, in.q + off, inside);
+                cp_async_f32(dy_s + ii * LD + d, prm.dy + off, inside);
             }
             if (tid < BQ) {
                 const bool inside = tid < qcount;
                 const size_t r = inside ? ((size_t)b * a.heads + h) * n + q0 + tid : 0;
-                cp_async_f32(qs + 2 * BQ * LD + tid, prm.lse + r, inside);
-                cp_async_f32(qs + 2 * BQ * LD + BQ + tid, prm.delta + r, inside);
+                cp_async_f32(lse_s + tid, prm.lse + r, inside);
+                cp_async_f32(D_s + tid, prm.delta + r, inside);
             }
             cp_async_commit();
         };
-        // Queries before the block's first key (or the window's start) see none of its keys.
-        const int q_first = max(k0, st);
-        const bool any = q_first < n && k0 + BK > st;
-        if (any) stage(0, q_first);
-        for (int q0 = q_first, buf = 0; any && q0 < n; q0 += BQ, buf ^= 1) {
+        __syncthreads();  // the previous batch's K, V and query tile are consumed
+        if (any) {
+#pragma unroll 1
+            for (int idx = tid; idx < BK * DH; idx += THREADS) {
+                const int jj = idx / DH, d = idx % DH, j = k0 + jj;
+                const bool inside = j < n && j >= st && d < a.dh;
+                const size_t off = inside ? base + (size_t)j * W + d : 0;
+                if (CONTENT) cp_async_f32(k_s + jj * LD + d, in.k + off, inside);
+                cp_async_f32(v_s + jj * LD + d, in.v + off, inside);
+            }
+            stage(q_first);  // one group: K, V and the first query tile
+        }
+        for (int q0 = q_first; any && q0 < n; q0 += BQ) {
             const int qcount = min(BQ, n - q0);
             const int dmin = q0 - (k0 + BK - 1);  // the tile's smallest i − j
-            __syncthreads();  // the previous tile's buffer, ∂C and diagonals are consumed
-            if (q0 + BQ < n) stage(buf ^ 1, q0 + BQ);
-            else cp_async_commit();  // an empty group, so that one wait fits every iteration
-            for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) diag_u[idx] = diag_l[idx] = 0.0f;
-            cp_async_wait<1>();  // this thread's copies of tile q0 have landed
-            __syncthreads();     // and everyone's (and K, V on a batch's first tile)
-            const float* q_s = qbufs + buf * QT;
-            const float* dy_s = q_s + BQ * LD;
-            const float* lse_s = dy_s + BQ * LD;
-            const float* D_s = lse_s + BQ;
+            cp_async_wait<0>();  // this thread's copies of tile q0 have landed
+            __syncthreads();     // and everyone's; the previous tile's ∂C and diagonals are consumed
 
-            // Sᵀ = K·Qᵀ and Eᵀ = V·dYᵀ for this warp's 16 keys.
+            // Sᵀ = K·Qᵀ and Eᵀ = V·dYᵀ for this warp's 16 keys. One product after the other
+            // (and dV before dK below): one A operand live at a time, which the 128-register
+            // budget at d64 needs (fp32's split operands are 8 registers each).
             float sT[QC][4], eT[QC][4];
 #pragma unroll
             for (int c = 0; c < QC; ++c)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) sT[c][e] = eT[c][e] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < KS; ++ks) {
-                const int ao = (warp * 16 + g) * LD + ks * 8 + t;
-                FragA<P> kf;
-                if (CONTENT) kf = frag_a<P>(k_s + ao, LD, 1);
-                const auto vf = frag_a<P>(v_s + ao, LD, 1);
-#pragma unroll
-                for (int c = 0; c < QC; ++c) {
-                    const int bo = (c * 8 + g) * LD + ks * 8 + t;
-                    if (CONTENT) mma(sT[c], kf, frag_b<P>(q_s[bo], q_s[bo + 4]));
-                    mma(eT[c], vf, frag_b<P>(dy_s[bo], dy_s[bo + 4]));
-                }
-            }
+            if (CONTENT) warp_tile_product<P, KS, QC, LD>(sT, k_s + warp * 16 * LD, q_s, g, t);
+            warp_tile_product<P, KS, QC, LD>(eT, v_s + warp * 16 * LD, dy_s, g, t);
 
             // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j), eT ← ∂c; the kernels'
             // gradients; ∂c into shared memory for dQ.
@@ -524,66 +552,70 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
             for (int c = 0; c < QC; ++c)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int j = keys[e >> 1], ii = c * 8 + 2 * t + (e & 1), i = q0 + ii;
+                    const int j = key + (e >> 1) * 8, ii = c * 8 + 2 * t + (e & 1), i = q0 + ii;
                     const bool valid = ii < qcount && j < n && j >= st && j <= i;
                     float pmw = 0.0f, dc = 0.0f;
                     if (valid) {
                         const float cv = (CONTENT ? sT[c][e] : posh[(size_t)i * n + j]) * a.scale;
-                        const float uu = kernel_value(uh, u_kind, i, j);
+                        const float uu = kernel_value(in.u + u_off, u_kind, i, j);
                         const float p = expf(cv * uu - lse_s[ii]);
                         const float mult = dropout_mult<DROP>(a, b, h, i, j, inv_keep);
-                        const float w = l_value<LK>(lh, l_kind, i, j, p);
+                        const float w = l_value<LK>(in.l + l_off, l_kind, i, j, p);
                         const float ev = eT[c][e];
                         const float ds = p * (mult * w * ev - D_s[ii]);  // ∂s = p(m w e − D)
                         dc = ds * uu;
                         pmw = p * mult * w;
-                        add_kernel_grad(du, diag_u, u_kind, i, j, dmin, ds * cv);
-                        add_kernel_grad(dl, diag_l, l_kind, i, j, dmin, p * mult * ev);
+                        add_kernel_grad(prm.du, u_off, diag_u, u_kind, i, j, dmin, ds * cv);
+                        add_kernel_grad(prm.dl, l_off, diag_l, l_kind, i, j, dmin, p * mult * ev);
                         if (dposh) atomicAdd(dposh + (size_t)i * n + j, dc * a.scale);
                     }
                     sT[c][e] = pmw;
-                    eT[c][e] = dc;
                     dc_s[(warp * 16 + g + (e >= 2 ? 8 : 0)) * LDQ + ii] = dc;
                 }
 
-            // dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q: k-step c covers the queries of n-tile c in the
-            // permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1).
-#pragma unroll
-            for (int c = 0; c < QC; ++c) {
-                const auto pf = frag_a_acc<P>(sT[c]);
-                FragA<P> cf;
-                if (CONTENT) cf = frag_a_acc<P>(eT[c]);
-                const int ro = (c * 8 + 2 * t) * LD + g;
-#pragma unroll
-                for (int nt = 0; nt < KS; ++nt) {
-                    mma(dv_acc[nt], pf, frag_b<P>(dy_s[ro + nt * 8], dy_s[ro + LD + nt * 8]));
-                    if (CONTENT) mma(dk_acc[nt], cf, frag_b<P>(q_s[ro + nt * 8], q_s[ro + LD + nt * 8]));
-                }
+            // dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q.
+            // ∂C's A operands come back from the warp's own rows of dc_s rather than staying in
+            // registers: at d64 the 8 registers they free are what fits fp32's split operands
+            // into the 128-register budget. Two 8-byte reads per n-tile; each half-warp's hit
+            // 32 distinct banks.
+            accumulate_transposed<P, KS, QC, LD>(
+                dv_acc, [&](int c, float xc[4]) { for (int e = 0; e < 4; ++e) xc[e] = sT[c][e]; },
+                dy_s, g, t);
+            if (CONTENT) {
+                __syncwarp();  // the warp's ∂C rows are written
+                const float* dc_rows = dc_s + (warp * 16 + g) * LDQ + 2 * t;
+                accumulate_transposed<P, KS, QC, LD>(
+                    dk_acc,
+                    [&](int c, float xc[4]) {
+                        const float2 lo = *reinterpret_cast<const float2*>(dc_rows + c * 8);
+                        const float2 hi = *reinterpret_cast<const float2*>(dc_rows + 8 * LDQ + c * 8);
+                        xc[0] = lo.x, xc[1] = lo.y, xc[2] = hi.x, xc[3] = hi.y;
+                    },
+                    q_s, g, t);
             }
-            __syncthreads();  // ∂C and the diagonal partials are complete
+            __syncthreads();  // ∂C and the diagonal partials are complete; Q, dY are consumed
+            if (q0 + BQ < n) stage(q0 + BQ);  // lands while dQ and the diagonals are done
 
             if (CONTENT) {
-                // dQ (32 queries × DH) += ∂C (32 × 64 keys) · K: warp w takes queries
-                // 16·(w & 1) .. +15 and the output columns of half w >> 1, in DQ_PASSES
-                // passes of PART n-tiles. At d128 one pass holds 32 accumulator registers
-                // beside dk and dv's 128, at ptxas's ceiling of 255: some kernels of the list
-                // spilled (4–140 bytes, by configuration and precision); four passes of 2
-                // n-tiles (8 registers) leave every kernel spill-free, for reading the ∂C
-                // fragments four times.
-                constexpr int DQ_PASSES = DH >= 128 ? 4 : 1, PART = HALF / DQ_PASSES;
-                const int qr = (warp & 1) * 16;
+                // dQ (16 queries × DH) += ∂C (16 × 64 keys) · K: warp w takes the output
+                // columns of quarter w, in DQ_PASSES passes of PART n-tiles. At d128 the 16
+                // accumulator registers of one pass beside dk and dv's 128 are more than some
+                // configurations fit without spilling (ptxas's ceiling is 255): two passes.
+                // The k loop unrolled by 4 rather than 2 or 8: the fewest fp32 d64 spills
+                // (kernels/check.sh).
+                constexpr int DQ_PASSES = DH >= 128 ? 2 : 1, PART = QUARTER / DQ_PASSES;
 #pragma unroll 1
                 for (int pass = 0; pass < DQ_PASSES; ++pass) {
-                    const int nt0 = (warp >> 1) * HALF + pass * PART;
+                    const int nt0 = warp * QUARTER + pass * PART;
                     float acc[PART][4];
 #pragma unroll
                     for (int c = 0; c < PART; ++c)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
-#pragma unroll 2
+#pragma unroll 4
                     for (int ks = 0; ks < BK / 8; ++ks) {
                         // A[query][key] = ∂C[key][query]: rows 1 apart, k slots LDQ apart.
-                        const auto af = frag_a<P>(dc_s + (ks * 8 + t) * LDQ + qr + g, 1, LDQ);
+                        const auto af = frag_a<P>(dc_s + (ks * 8 + t) * LDQ + g, 1, LDQ);
 #pragma unroll
                         for (int c = 0; c < PART; ++c) {
                             const int bo = (ks * 8 + t) * LD + (nt0 + c) * 8 + g;
@@ -594,28 +626,31 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
                     for (int c = 0; c < PART; ++c)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) {
-                            const int ii = qr + g + (e >= 2 ? 8 : 0),
-                                      d = (nt0 + c) * 8 + 2 * t + (e & 1);
+                            const int ii = g + (e >= 2 ? 8 : 0), d = (nt0 + c) * 8 + 2 * t + (e & 1);
                             if (ii < qcount && d < a.dh && acc[c][e] != 0.0f)
                                 atomicAdd(prm.dq + base + (size_t)(q0 + ii) * W + d,
                                           acc[c][e] * a.scale);
                         }
                 }
             }
-            // The tile's Toeplitz diagonals: one atomic per diagonal i − j = dmin + idx ≥ 0.
+            // The tile's Toeplitz diagonals: one atomic per diagonal i − j = dmin + idx ≥ 0, and
+            // the partial back to zero for the next tile (the barrier at its top orders both).
             if (toe_u || toe_l) {
+#pragma unroll 1
                 for (int idx = tid; idx < BWD_DIAGS; idx += THREADS) {
                     const int dist = dmin + idx;
+                    const float su = diag_u[idx], sl = diag_l[idx];
+                    diag_u[idx] = diag_l[idx] = 0.0f;
                     if (dist < 0 || dist >= n) continue;
-                    if (toe_u && diag_u[idx] != 0.0f) atomicAdd(du + dist, diag_u[idx]);
-                    if (toe_l && diag_l[idx] != 0.0f) atomicAdd(dl + dist, diag_l[idx]);
+                    if (toe_u && su != 0.0f) atomicAdd(prm.du + u_off + dist, su);
+                    if (toe_l && sl != 0.0f) atomicAdd(prm.dl + l_off + dist, sl);
                 }
             }
         }
 
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int j = keys[r];
+            const int j = key + 8 * r;
             if (j >= n) continue;
 #pragma unroll
             for (int c = 0; c < KS; ++c)
@@ -629,7 +664,6 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
         }
     }
 }
-
 
 }  // namespace
 

@@ -99,10 +99,16 @@ __device__ __forceinline__ float kernel_value(const float* head, int kind, int i
     return kind == KIND_NONE ? 1.0f : head[kernel_index(kind, i, j)];
 }
 
+// Where head h's parameters start in a kernel (or its gradient): 0 when all heads share one
+// (heads_of_kernel == 1) or the kind is `none`.
+__device__ __forceinline__ size_t kernel_head_offset(int kind, int heads_of_kernel, int h, int n) {
+    return heads_of_kernel == 1 ? 0 : (size_t)h * kernel_len(kind, n);
+}
+
 // The parameters of head h: shared by all heads when heads_of_kernel == 1.
 __device__ __forceinline__ const float* kernel_head(const float* k, int kind, int heads_of_kernel,
                                                     int h, int n) {
-    return kind == KIND_NONE ? k : k + (heads_of_kernel == 1 ? 0 : (size_t)h * kernel_len(kind, n));
+    return k + kernel_head_offset(kind, heads_of_kernel, h, n);
 }
 
 // Column-packed lower triangle: element (i, j), j ≤ i, of an n×n lower-triangular matrix at

@@ -71,6 +71,11 @@ T shfl_t(unsigned mask, T v, int arg, int mode, int width) {
 
 #define __syncthreads() emu::syncthreads()
 
+// CUDA's vector type for 8-byte loads and stores (LDS.64 / LDG.64 on the device).
+struct alignas(8) float2 {
+    float x, y;
+};
+
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
     return emu::shfl_t(mask, v, src, emu::SHFL_IDX, width);

@@ -41,7 +41,7 @@ const FWD_BK: usize = 32;
 /// Key rows per backward block, query rows per backward tile, the row stride of its ∂C tile
 /// and its Toeplitz diagonals per tile (BWD_* of attention.cuh).
 const BWD_BK: usize = 64;
-const BWD_BQ: usize = 32;
+const BWD_BQ: usize = 16;
 const BWD_LDQ: usize = BWD_BQ + 8;
 const BWD_DIAGS: usize = BWD_BK + BWD_BQ - 1;
 
@@ -65,11 +65,11 @@ impl Bucket {
         (4 * (FWD_BQ + 4 * FWD_BK) * (self.dh + 4)) as u32
     }
 
-    /// Dynamic shared memory of the backward: K, V [64][DH+4]; twice (double buffered) Q, dY
-    /// [32][DH+4] and lse, D [32]; ∂C [64][40]; two rows of Toeplitz diagonals [95] (floats).
+    /// Dynamic shared memory of the backward: K, V [64][DH+4]; Q, dY [16][DH+4] and lse, D
+    /// [16]; ∂C [64][24]; two rows of Toeplitz diagonals [79] (floats).
     pub(super) fn bwd_smem(&self) -> u32 {
         let query_tile = 2 * BWD_BQ * (self.dh + 4) + 2 * BWD_BQ;
-        let floats = 2 * BWD_BK * (self.dh + 4) + 2 * query_tile + BWD_BK * BWD_LDQ + 2 * BWD_DIAGS;
+        let floats = 2 * BWD_BK * (self.dh + 4) + query_tile + BWD_BK * BWD_LDQ + 2 * BWD_DIAGS;
         (4 * floats) as u32
     }
 }

@@ -371,9 +371,9 @@ mod tests {
             let b = Bucket::for_dh(dh);
             (b.fwd_smem(), b.bwd_smem())
         };
-        assert_eq!(bytes(32), (27_648, 48_376));
-        assert_eq!(bytes(64), (52_224, 81_144));
-        assert_eq!(bytes(128), (101_376, 146_680));
+        assert_eq!(bytes(32), (27_648, 29_944));
+        assert_eq!(bytes(64), (52_224, 50_424));
+        assert_eq!(bytes(128), (101_376, 91_384));
         assert!(std::panic::catch_unwind(|| Bucket::for_dh(129)).is_err());
     }
 }
