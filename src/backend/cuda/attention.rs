@@ -589,7 +589,7 @@ mod tests {
         let k = AttnKernel::for_call(&sasrec, Precision::Tf32, true, false);
         assert_eq!(
             (k.entry(), k.smem()),
-            ("attn_bwd_d32_tf32_unln_drop", 48_376)
+            ("attn_bwd_d32_tf32_unln_drop", 29_944)
         );
         let parec = shape(Positional, No, No, 128, 0.0);
         let k = AttnKernel::for_call(&parec, Precision::Fp32, false, false);
