@@ -216,7 +216,10 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
     const float* posh = CONTENT ? nullptr : in.pos + (size_t)h * n * n;
     const float inv_keep = dropping<DROP>(a) ? 1.0f / (1.0f - a.dropout) : 1.0f;
 
+    // The copy loops stay rolled: they run once per block or tile, and unrolled they cost
+    // 7 KB of SASS per kernel.
     if (CONTENT) {
+#pragma unroll 1
         for (int idx = tid; idx < BQ * DH; idx += THREADS) {
             const int r = idx / DH, d = idx % DH, i = q0 + r;
             q_s[r * LD + d] = (i < n && d < a.dh) ? q[base + (size_t)i * W + d] : 0.0f;
@@ -239,6 +242,7 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
     const auto stage = [&](int buf, int k0) {
         const int kcount = min(BK, q_last - k0 + 1);
         float* ks = kv_s + buf * 2 * BK * LD;
+#pragma unroll 1
         for (int idx = tid; idx < BK * DH; idx += THREADS) {
             const int jj = idx / DH, d = idx % DH;
             const bool inside = jj < kcount && d < a.dh;
@@ -382,6 +386,7 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 // No workspace; the gradients must be zeroed before the launch.
 // ═════════════════════════════════════════════════════════════════════════════════════════════
 constexpr int BWD_BK = 64, BWD_BQ = 16, BWD_DIAGS = BWD_BK + BWD_BQ - 1;
+static_assert(BWD_BQ == 16, "DiagSlots and add_diagonals assume two n-tiles of 8 queries");
 // ∂C rows [key][query], 24 floats apart: a dQ fragment read (key rows t, query columns g) then
 // hits banks 24t + g mod 32, all distinct.
 constexpr int BWD_LDQ = BWD_BQ + 8;
@@ -397,13 +402,46 @@ static_assert(bwd_smem_bytes(32) == 29944 && bwd_smem_bytes(64) == 50424 &&
               "attn_bwd shared memory: update the launch contract and the launcher");
 
 // Adds v to K_ij's gradient (grad + off: the head's, none when grad is null): a full kernel
-// atomically at its parameter, a Toeplitz one into the tile's diagonal partial
-// diag[i − j − dmin] (shared memory).
-__device__ __forceinline__ void add_kernel_grad(float* grad, size_t off, float* diag, int kind,
-                                                int i, int j, int dmin, float v) {
+// atomically at its parameter, a Toeplitz one into the lane's diagonal sums `toe` (slot s of
+// DiagSlots), which add_diagonals then adds into the tile's partials.
+__device__ __forceinline__ void add_kernel_grad(float* grad, size_t off, float toe[6], int kind,
+                                                int i, int j, int slot, float v) {
     if (grad == nullptr) return;
     if (kind == KIND_FULL) atomicAdd(grad + off + kernel_index(KIND_FULL, i, j), v);
-    else atomicAdd(diag + (i - j - dmin), v);
+    else toe[slot] += v;
+}
+
+// The diagonals of a lane's 8 elements of a 16-key × 16-query tile (keys g, g + 8 of the warp's
+// rows, queries 8c + 2t + e of n-tile c): i − j = δ + 8c + (e & 1) − 8·(e >> 1) with
+// δ = (q0 − k0 − 16w) + 2t − g, so 6 distinct ones, δ + {−8, −7, 0, 1, 8, 9}: slot s of
+// element (c, e) is 2·(c − (e >> 1) + 1) + (e & 1), and elements (0, 0), (1, 2) share slot 2,
+// (0, 1), (1, 3) slot 3. Summing per lane first halves the atomics of those two diagonals.
+struct DiagSlots {
+    __device__ static constexpr int of(int c, int e) { return 2 * (c - (e >> 1) + 1) + (e & 1); }
+    // Slot s's diagonal relative to δ: −8, −7, 0, 1, 8, 9.
+    __device__ static constexpr int offset(int s) { return 8 * (s >> 1) - 8 + (s & 1); }
+};
+
+// Adds the warp's diagonal sums into the tile's partials diag (shared memory), index
+// first + 2t − g + offset(s) for slot s. Lanes (g, t), (g + 2, t + 1), (g + 4, t + 2), … share
+// every diagonal (2t − g is the same): each such chain is summed with two shuffles and its
+// first lane adds it, so that no two lanes of the warp update one address at once (a shared
+// f32 atomic is a compare-and-swap loop on sm_90, which retries once per colliding lane:
+// up to 4 per element before).
+__device__ __forceinline__ void add_diagonals(float* diag, const float toe[6], int first, int g,
+                                              int t) {
+    const bool next = g <= 5 && t <= 2;   // lane + 9, i.e. (g + 2, t + 1), is on the chain
+    const bool next2 = g <= 3 && t <= 1;  // lane + 18, i.e. (g + 4, t + 2)
+    const bool head = g < 2 || t == 0;    // no (g − 2, t − 1): the chain starts here
+#pragma unroll
+    for (int s = 0; s < 6; ++s) {
+        float x = toe[s];
+        const float x9 = __shfl_down_sync(FULL_MASK, x, 9);
+        x += next ? x9 : 0.0f;
+        const float x18 = __shfl_down_sync(FULL_MASK, x, 18);
+        x += next2 ? x18 : 0.0f;
+        if (head && x != 0.0f) atomicAdd(diag + first + 2 * t - g + DiagSlots::offset(s), x);
+    }
 }
 
 // acc (16 rows × 8·NT) += A·Bᵀ over KS k-steps of 8: A [16][8·KS] at a (rows LD apart), B
@@ -547,7 +585,8 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
             warp_tile_product<P, KS, QC, LD>(eT, v_s + warp * 16 * LD, dy_s, g, t);
 
             // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j), eT ← ∂c; the kernels'
-            // gradients; ∂c into shared memory for dQ.
+            // gradients (a Toeplitz one summed per diagonal: toe_*); ∂c into shared memory for dQ.
+            float toe_du[6] = {}, toe_dl[6] = {};
 #pragma unroll
             for (int c = 0; c < QC; ++c)
 #pragma unroll
@@ -565,24 +604,30 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
                         const float ds = p * (mult * w * ev - D_s[ii]);  // ∂s = p(m w e − D)
                         dc = ds * uu;
                         pmw = p * mult * w;
-                        add_kernel_grad(prm.du, u_off, diag_u, u_kind, i, j, dmin, ds * cv);
-                        add_kernel_grad(prm.dl, l_off, diag_l, l_kind, i, j, dmin, p * mult * ev);
+                        const int slot = DiagSlots::of(c, e);
+                        add_kernel_grad(prm.du, u_off, toe_du, u_kind, i, j, slot, ds * cv);
+                        add_kernel_grad(prm.dl, l_off, toe_dl, l_kind, i, j, slot, p * mult * ev);
                         if (dposh) atomicAdd(dposh + (size_t)i * n + j, dc * a.scale);
                     }
                     sT[c][e] = pmw;
                     dc_s[(warp * 16 + g + (e >= 2 ? 8 : 0)) * LDQ + ii] = dc;
                 }
 
+            // Slot s's diagonal i − j is partial i − j − dmin = first + 2t − g + offset(s).
+            const int first = q0 - k0 - warp * 16 - dmin;
+            if (toe_u) add_diagonals(diag_u, toe_du, first, g, t);
+            if (toe_l) add_diagonals(diag_l, toe_dl, first, g, t);
+
             // dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q.
-            // ∂C's A operands come back from the warp's own rows of dc_s rather than staying in
-            // registers: at d64 the 8 registers they free are what fits fp32's split operands
-            // into the 128-register budget. Two 8-byte reads per n-tile; each half-warp's hit
-            // 32 distinct banks.
+            // ∂C's A operands come back from dc_s rather than staying in registers: at d64 the
+            // 8 registers they free are what fits fp32's split operands into the 128-register
+            // budget. A lane's A elements are its own C-fragment elements, the very ones it
+            // wrote above, so no barrier is needed. Two 8-byte reads per n-tile; each
+            // half-warp's hit 32 distinct banks.
             accumulate_transposed<P, KS, QC, LD>(
                 dv_acc, [&](int c, float xc[4]) { for (int e = 0; e < 4; ++e) xc[e] = sT[c][e]; },
                 dy_s, g, t);
             if (CONTENT) {
-                __syncwarp();  // the warp's ∂C rows are written
                 const float* dc_rows = dc_s + (warp * 16 + g) * LDQ + 2 * t;
                 accumulate_transposed<P, KS, QC, LD>(
                     dk_acc,
