@@ -86,6 +86,10 @@ const TESTS: &[(&str, Test)] = &[
         "specialised_attention_equals_the_any_kernels",
         specialised_attention_equals_the_any_kernels,
     ),
+    (
+        "attention_kernels_keep_their_blocks_per_sm",
+        attention_kernels_keep_their_blocks_per_sm,
+    ),
     ("mix_every_kind_and_shape", mix_every_kind_and_shape),
     ("tf32_mode_attention_and_gemm", tf32_mode_attention_and_gemm),
     ("bf16_mode_attention_and_gemm", bf16_mode_attention_and_gemm),
@@ -1371,6 +1375,39 @@ struct MixCase {
 /// order (dq, dU, dL and dpos are summed with atomics): bound 1e-5 of each tensor's max. A
 /// kind or dropout constant folded wrongly is an error of order 1. The sweeps above reach both
 /// kinds of kernel through the CPU reference; this holds them to each other directly.
+/// Issue 10's occupancy: at least 4 resident blocks per SM for every attention kernel of the
+/// d32 and d64 buckets and 2 at d128, as the driver computes it for the launcher's launch
+/// (registers, shared memory and carveout together). The emulation knows no registers: there
+/// the test holds the shared-memory and thread part; on a GPU, all of it.
+fn attention_kernels_keep_their_blocks_per_sm(mut g: Cuda) {
+    for precision in Precision::ALL {
+        g.set_precision(precision).expect("precision mode");
+        let occupancy = g.attention_occupancy().expect("occupancy");
+        assert_eq!(
+            occupancy.len(),
+            60,
+            "{precision:?}: every kernel of the list"
+        );
+        let mut least = [u32::MAX; 3];
+        for (name, blocks) in occupancy {
+            let (bucket, want) = match () {
+                _ if name.contains("_d32_") => (0, 4),
+                _ if name.contains("_d64_") => (1, 4),
+                _ => (2, 2),
+            };
+            assert!(
+                blocks >= want,
+                "{name}: {blocks} blocks per SM, want at least {want}"
+            );
+            least[bucket] = least[bucket].min(blocks);
+        }
+        eprintln!(
+            "{precision:?}: at least {} / {} / {} blocks per SM at d32 / d64 / d128",
+            least[0], least[1], least[2]
+        );
+    }
+}
+
 fn specialised_attention_equals_the_any_kernels(mut g: Cuda) {
     use KernelKind::{Full, None as No, Toeplitz};
     use ScoreSource::{Content, Positional};

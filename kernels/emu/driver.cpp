@@ -14,6 +14,7 @@
 // nodes are not emulated: a captured step must take its buffers from a pool) or a host copy to
 // or from pageable memory (a captured copy must use pinned memory, cuMemHostAlloc, whose
 // contents the replay reads or writes when it runs).
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -523,6 +524,22 @@ CUresult cuFuncSetAttribute(void* fn, int attr, int value) {
         if (value < 0 || value > SMEM_OPTIN) return INVALID_VALUE;
         f->max_dynamic_smem = value;
     }
+    return OK;
+}
+// Resident blocks per SM, from what the emulation knows of a kernel: threads (2 048 per SM, 32
+// blocks) and shared memory (an H100's 228 KB per SM, 1 KB of it reserved per block; the
+// launch's dynamic bytes within the kernel's opt-in). Registers are not modelled (the CPU
+// build of a kernel has none): on the device they can only lower this.
+CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, void* fn, int block, size_t smem,
+                                                              unsigned flags) {
+    (void)flags;
+    auto* f = static_cast<Function*>(fn);
+    if (!f || !n || block <= 0 || block > 1024) return INVALID_VALUE;
+    constexpr size_t SM_SMEM = 228 * 1024, RESERVED = 1024;
+    int blocks = std::min(2048 / block, 32);
+    if ((long long)smem > f->max_dynamic_smem) blocks = 0;
+    else blocks = std::min<long long>(blocks, SM_SMEM / (smem + RESERVED));
+    *n = blocks;
     return OK;
 }
 CUresult cuFuncGetAttribute(int* v, int attr, void* fn) {

@@ -22,7 +22,7 @@ type V<'a> = View<'a, GpuBuf>;
 type VM<'a> = ViewMut<'a, GpuBuf>;
 
 /// Threads per block of every attention kernel.
-const THREADS: u32 = 128;
+pub(super) const THREADS: u32 = 128;
 
 /// Upper bound on the bytes of the dL workspace of one `mix_bwd` call. The batch
 /// groups G shrink to stay under it (fewer groups: less parallelism, less memory); at the

@@ -257,6 +257,27 @@ impl Cuda {
         self.generic_attention = on;
     }
 
+    /// Blocks per SM that the device keeps resident of each attention kernel of the current
+    /// precision, launched as the launcher launches it (128 threads, its dynamic shared
+    /// memory): what its registers, shared memory and the carveout allow together, as the
+    /// driver computes it.
+    pub fn attention_occupancy(&self) -> Result<Vec<(&'static str, u32)>> {
+        attention::attention_kernels(self.precision)
+            .iter()
+            .map(|k| {
+                let blocks = self
+                    .func(k.entry())
+                    .occupancy_max_active_blocks_per_multiprocessor(
+                        attention::THREADS,
+                        k.smem() as usize,
+                        None,
+                    )
+                    .map_err(driver_err(&format!("the occupancy of {}", k.entry())))?;
+                Ok((k.entry(), blocks))
+            })
+            .collect()
+    }
+
     /// The loaded kernel `name` (every entry point of `kernels::ENTRY_POINTS` and of the
     /// attention module of each precision set so far).
     fn func(&self, name: &str) -> &CudaFunction {
