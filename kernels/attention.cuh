@@ -124,6 +124,15 @@ __device__ __forceinline__ int pick(int runtime) {
     return K == KIND_ANY ? runtime : K;
 }
 
+// How far a k loop over dh (DH / 8 steps) unrolls: fully, except in the fp32 `any` kernels of
+// the d128 bucket, the fallbacks for configurations outside the list, whose fully unrolled
+// code (split TF32, about 450 operand conversions) is over 100 KB of SASS: by 4 there (in the
+// tf32 backward, by 4 spilled 316 bytes; its full unroll is 67 KB).
+template <int DH, Prec P, int UK>
+struct KUnroll {
+    static constexpr int value = DH >= 128 && P == PREC_FP32 && UK == KIND_ANY ? 4 : DH / 8;
+};
+
 // K_ij (1 for `none`), read only once `after` is known: the address depends on it (it adds
 // min(bits of after, 0), which is 0 for after ≥ 0), so ptxas cannot issue the load ahead of
 // the value it multiplies. Issued early, as ptxas does once the kind is a compile-time
@@ -271,7 +280,7 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 #pragma unroll
             for (int e = 0; e < 4; ++e) s[c][e] = 0.0f;
         if (CONTENT) {
-#pragma unroll
+#pragma unroll(KUnroll<DH, P, UK>::value)
             for (int ks = 0; ks < KS; ++ks) {
                 const auto qf = frag_a<P>(q_s + (warp * 16 + g) * LD + ks * 8 + t, LD, 1);
 #pragma unroll
@@ -447,10 +456,10 @@ __device__ __forceinline__ void add_diagonals(float* diag, const float toe[6], i
 // acc (16 rows × 8·NT) += A·Bᵀ over KS k-steps of 8: A [16][8·KS] at a (rows LD apart), B
 // [8·NT][8·KS] at b (rows LD apart), both in shared memory; the backward's Sᵀ = K·Qᵀ and
 // Eᵀ = V·dYᵀ for a warp's 16 keys.
-template <Prec P, int KS, int NT, int LD>
+template <Prec P, int KS, int NT, int LD, int UNROLL = KS>
 __device__ __forceinline__ void warp_tile_product(float acc[NT][4], const float* a, const float* b,
                                                   int g, int t) {
-#pragma unroll
+#pragma unroll(UNROLL)
     for (int ks = 0; ks < KS; ++ks) {
         const auto af = frag_a<P>(a + g * LD + ks * 8 + t, LD, 1);
 #pragma unroll
@@ -581,8 +590,9 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
             for (int c = 0; c < QC; ++c)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) sT[c][e] = eT[c][e] = 0.0f;
-            if (CONTENT) warp_tile_product<P, KS, QC, LD>(sT, k_s + warp * 16 * LD, q_s, g, t);
-            warp_tile_product<P, KS, QC, LD>(eT, v_s + warp * 16 * LD, dy_s, g, t);
+            constexpr int KU = KUnroll<DH, P, UK>::value;
+            if (CONTENT) warp_tile_product<P, KS, QC, LD, KU>(sT, k_s + warp * 16 * LD, q_s, g, t);
+            warp_tile_product<P, KS, QC, LD, KU>(eT, v_s + warp * 16 * LD, dy_s, g, t);
 
             // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j), eT ← ∂c; the kernels'
             // gradients (a Toeplitz one summed per diagonal: toe_*); ∂c into shared memory for dQ.
