@@ -379,10 +379,11 @@ __device__ __forceinline__ void attn_fwd_impl(const AttnIn& in, float* __restric
 //   Sᵀ = K·Qᵀ (16 keys × 16 queries) and Eᵀ = V·dYᵀ (e_ij = dy_i·v_j),
 // then elementwise with p recomputed from the saved lse (m the dropout multiplier, w = L):
 //   ∂s = p(m w e − D_i), ∂c = ∂s·U, and the weights p·m·w,
-// then dV += (p m w)ᵀ·dY and dK += ∂Cᵀ·Q with the elementwise results as A operands straight
-// from the accumulator registers (k over the tile's queries in the permuted order of the
-// forward). ∂C goes through shared memory once, transposed, for dQ = ∂C·K (each warp a quarter
-// of the 16-query × DH tile's columns; atomicAdd: contributions come from the n/64 key blocks).
+// then dV += (p m w)ᵀ·dY with p·m·w as A operand straight from the accumulator registers and
+// dK += ∂Cᵀ·Q with ∂C read back from the tile it is written to (k over the tile's queries in the
+// permuted order of the forward). That ∂C tile in shared memory, transposed, also serves
+// dQ = ∂C·K (each warp a quarter of the 16-query × DH tile's columns; atomicAdd: contributions
+// come from the n/64 key blocks).
 //
 // Why 16-query tiles, one buffer: at d64 the block then fits 4 per SM, in registers (dk, dv 64
 // per thread, Sᵀ and Eᵀ 16) and in shared memory (49 KB; a second query buffer would make it
@@ -594,8 +595,8 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
             if (CONTENT) warp_tile_product<P, KS, QC, LD, KU>(sT, k_s + warp * 16 * LD, q_s, g, t);
             warp_tile_product<P, KS, QC, LD, KU>(eT, v_s + warp * 16 * LD, dy_s, g, t);
 
-            // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j), eT ← ∂c; the kernels'
-            // gradients (a Toeplitz one summed per diagonal: toe_*); ∂c into shared memory for dQ.
+            // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j); ∂c into shared memory for dK
+            // and dQ; the kernels' gradients (a Toeplitz one summed per diagonal: toe_*).
             float toe_du[6] = {}, toe_dl[6] = {};
 #pragma unroll
             for (int c = 0; c < QC; ++c)
@@ -623,7 +624,9 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
                     dc_s[(warp * 16 + g + (e >= 2 ? 8 : 0)) * LDQ + ii] = dc;
                 }
 
-            // Slot s's diagonal i − j is partial i − j − dmin = first + 2t − g + offset(s).
+            // Slot s's diagonal i − j is partial i − j − dmin = first + 2t − g + offset(s). (first
+            // is BK − 1 − 16w, but spelt so it changed ptxas's allocation: pasa's fp32 d64
+            // backward spilled 60 bytes, kernels/check.sh.)
             const int first = q0 - k0 - warp * 16 - dmin;
             if (toe_u) add_diagonals(diag_u, toe_du, first, g, t);
             if (toe_l) add_diagonals(diag_l, toe_dl, first, g, t);

@@ -1368,13 +1368,6 @@ struct MixCase {
     dout: Vec<f32>,
 }
 
-/// The kernels with U, L and dropout compiled in (kernels/attention.cuh's list: content scores
-/// with U/L none/none, Toeplitz/full and Toeplitz/none, positional with none/none; dropout on
-/// and off) against the bucket's `any` kernel, which reads them at run time, in every
-/// precision: the same arithmetic, so the outputs agree to the order of f32 atomics' summation
-/// order (dq, dU, dL and dpos are summed with atomics): bound 1e-5 of each tensor's max. A
-/// kind or dropout constant folded wrongly is an error of order 1. The sweeps above reach both
-/// kinds of kernel through the CPU reference; this holds them to each other directly.
 /// Issue 10's occupancy: at least 4 resident blocks per SM for every attention kernel of the
 /// d32 and d64 buckets and 2 at d128, as the driver computes it for the launcher's launch
 /// (registers, shared memory and carveout together). The emulation knows no registers: there
@@ -1390,10 +1383,12 @@ fn attention_kernels_keep_their_blocks_per_sm(mut g: Cuda) {
         );
         let mut least = [u32::MAX; 3];
         for (name, blocks) in occupancy {
-            let (bucket, want) = match () {
-                _ if name.contains("_d32_") => (0, 4),
-                _ if name.contains("_d64_") => (1, 4),
-                _ => (2, 2),
+            let (bucket, want) = if name.contains("_d32_") {
+                (0, 4)
+            } else if name.contains("_d64_") {
+                (1, 4)
+            } else {
+                (2, 2)
             };
             assert!(
                 blocks >= want,
@@ -1408,6 +1403,13 @@ fn attention_kernels_keep_their_blocks_per_sm(mut g: Cuda) {
     }
 }
 
+/// The kernels with U, L and dropout compiled in (kernels/attention.cuh's list: content scores
+/// with U/L none/none, Toeplitz/full and Toeplitz/none, positional with none/none; dropout on
+/// and off) against the bucket's `any` kernel, which reads them at run time, in every
+/// precision: the same arithmetic, so the outputs agree to the order of f32 atomics' summation
+/// order (dq, dU, dL and dpos are summed with atomics): bound 1e-5 of each tensor's max. A
+/// kind or dropout constant folded wrongly is an error of order 1. The sweeps above reach both
+/// kinds of kernel through the CPU reference; this holds them to each other directly.
 fn specialised_attention_equals_the_any_kernels(mut g: Cuda) {
     use KernelKind::{Full, None as No, Toeplitz};
     use ScoreSource::{Content, Positional};

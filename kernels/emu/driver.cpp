@@ -41,6 +41,7 @@ constexpr CUresult OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_HANDLE 
 constexpr int SMS = 4;
 constexpr size_t TOTAL_MEM = size_t(16) << 30;
 constexpr int SMEM_DEFAULT = 48 * 1024, SMEM_OPTIN = 227 * 1024;
+constexpr size_t SMEM_PER_SM = 228 * 1024, SMEM_RESERVED_PER_BLOCK = 1024;  // an H100's
 
 struct Context {
     int device = 0;
@@ -535,10 +536,9 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, void* fn, 
     (void)flags;
     auto* f = static_cast<Function*>(fn);
     if (!f || !n || block <= 0 || block > 1024) return INVALID_VALUE;
-    constexpr size_t SM_SMEM = 228 * 1024, RESERVED = 1024;
     int blocks = std::min(2048 / block, 32);
     if ((long long)smem > f->max_dynamic_smem) blocks = 0;
-    else blocks = std::min<long long>(blocks, SM_SMEM / (smem + RESERVED));
+    else blocks = std::min<long long>(blocks, SMEM_PER_SM / (smem + SMEM_RESERVED_PER_BLOCK));
     *n = blocks;
     return OK;
 }
