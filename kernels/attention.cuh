@@ -124,13 +124,18 @@ __device__ __forceinline__ int pick(int runtime) {
     return K == KIND_ANY ? runtime : K;
 }
 
-// How far a k loop over dh (DH / 8 steps) unrolls: fully, except in the fp32 `any` kernels of
-// the d128 bucket, the fallbacks for configurations outside the list, whose fully unrolled
-// code (split TF32, about 450 operand conversions) is over 100 KB of SASS: by 4 there (in the
-// tf32 backward, by 4 spilled 316 bytes; its full unroll is 67 KB).
+// How far a k loop over dh (DH / 8 steps) unrolls: fully, except in two fp32 cases, by 4.
+// - The `any` kernels of the d128 bucket, the fallbacks for configurations outside the list:
+//   fully unrolled, the forward's split TF32 is 97 KB of SASS, close to the 100 KB ceiling (in
+//   the tf32 backward, by 4 spilled 316 bytes; its full unroll is 67 KB).
+// - The d64 kernels without U (sasrec, rope, (f)parec): fully unrolled, the content backward
+//   spilled 16 bytes (a loop invariant reloaded per tile) at the 128-register budget, which
+//   every other d64 backward meets without spilling (kernels/check.sh).
 template <int DH, Prec P, int UK>
 struct KUnroll {
-    static constexpr int value = DH >= 128 && P == PREC_FP32 && UK == KIND_ANY ? 4 : DH / 8;
+    static constexpr bool by4 = P == PREC_FP32 && ((DH >= 128 && UK == KIND_ANY) ||
+                                                   (DH == 64 && UK == KIND_NONE));
+    static constexpr int value = by4 ? 4 : DH / 8;
 };
 
 // K_ij (1 for `none`), read only once `after` is known: the address depends on it (it adds
@@ -475,19 +480,26 @@ __device__ __forceinline__ void warp_tile_product(float acc[NT][4], const float*
 // [8·KC][8·NT] at b (rows LD apart, shared memory): the backward's dV += (p m w)ᵀ·dY and
 // dK += ∂Cᵀ·Q. x(c, xc) fills xc with the lane's four values of X's n-tile c (keys g, g + 8 ×
 // queries 8c + 2t, 8c + 2t + 1), which become the A operand as they are, k over the queries in
-// the permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1).
+// the permuted order (k-index t ↔ query 8c + 2t, t + 4 ↔ 8c + 2t + 1). The A operands are
+// converted once, then each output n-tile takes its KC products in a row (n-tiles outer: at
+// d64 the fp32 backwards then fit 128 registers without spilling, kernels/check.sh).
 template <Prec P, int NT, int KC, int LD, class X>
 __device__ __forceinline__ void accumulate_transposed(float acc[NT][4], X x, const float* b, int g,
                                                       int t) {
+    FragA<P> xf[KC];
 #pragma unroll
     for (int c = 0; c < KC; ++c) {
         float xc[4];
         x(c, xc);
-        const auto xf = frag_a_acc<P>(xc);
-        const int ro = (c * 8 + 2 * t) * LD + g;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) mma(acc[nt], xf, frag_b<P>(b[ro + nt * 8], b[ro + LD + nt * 8]));
+        xf[c] = frag_a_acc<P>(xc);
     }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int c = 0; c < KC; ++c) {
+            const int ro = (c * 8 + 2 * t) * LD + nt * 8 + g;
+            mma(acc[nt], xf[c], frag_b<P>(b[ro], b[ro + LD]));
+        }
 }
 
 template <int DH, bool CONTENT, Prec P, int UK, int LK, int DROP>
@@ -598,12 +610,13 @@ __device__ __forceinline__ void attn_bwd_impl(const AttnBwdParams& prm) {
             // Elementwise: sT ← p·m·w (the weight of dy_i in dv_j); ∂c into shared memory for dK
             // and dQ; the kernels' gradients (a Toeplitz one summed per diagonal: toe_*).
             float toe_du[6] = {}, toe_dl[6] = {};
+            const int i0 = q0 + 2 * t;  // the lane's first query
 #pragma unroll
             for (int c = 0; c < QC; ++c)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int j = key + (e >> 1) * 8, ii = c * 8 + 2 * t + (e & 1), i = q0 + ii;
-                    const bool valid = ii < qcount && j < n && j >= st && j <= i;
+                    const int i = i0 + c * 8 + (e & 1), ii = i - q0, j = key + (e >> 1) * 8;
+                    const bool valid = i < n && j >= st && j <= i;  // so j < n; ii < BQ always
                     float pmw = 0.0f, dc = 0.0f;
                     if (valid) {
                         const float cv = (CONTENT ? sT[c][e] : posh[(size_t)i * n + j]) * a.scale;

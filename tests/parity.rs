@@ -260,7 +260,8 @@ fn tf32(x: f32) -> f64 {
 /// the shape rounds them, summed in f64. Bounds, relative to s = |c| + Σ_k |a_ik b_kj|:
 /// TF32 and bf16 products are exact in f32, so only the f32 accumulation errs (k + 1 roundings
 /// of 2⁻²⁴): 1e-6; the split TF32 product (against the unrounded operands) also misses lo·lo
-/// and the rounding of lo, about 3·2⁻²² each: 4e-6.
+/// (up to 2⁻²²) and the truncation of each operand's lo to TF32 (up to 2⁻²¹ each), about
+/// 5·2⁻²² in all: 4e-6.
 fn mma_fragments_equal_a_scalar_product(g: Cuda) {
     for shape in [
         MmaShape::Tf32,
