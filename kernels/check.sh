@@ -9,15 +9,22 @@
 #                                  else .venv from .ci/install-nvcc)
 #   PASA_CUDA_ARCH=sm_90 kernels/check.sh
 #   kernels/check.sh attention_fp32 attention    (only those files)
+#   kernels/check.sh --strict     (CI: also fail on a spill or a kernel over 100 KB of SASS)
 # cuobjdump: CUOBJDUMP, else next to nvcc, else PATH; when none is found it is installed into
 # nvcc's virtualenv from PyPI with the nvdisasm it runs (nvidia-cuda-cuobjdump and
 # nvidia-cuda-nvdisasm 13.2.51: PyPI has no 13.0 build of either; they only read the cubins
 # that ptxas 13.0 writes). Without one the SASS columns are left out.
-# Exit status: non-zero when a kernel fails to compile or assemble. Spills are reported, not
-# fatal (a few bytes of spill can be the right trade); the table shows them.
+# Exit status: non-zero when a kernel fails to compile or assemble. Spills and size are
+# reported, not fatal, unless --strict: then a kernel that spills, or whose SASS is over
+# SASS_LIMIT_KB, fails too, and a missing ptxas or cuobjdump is an error. Every kernel of the
+# project meets both (issue 10's targets); ptxas's allocation at a 128-register budget moves
+# with small edits to the source, so CI keeps them from coming back unnoticed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+STRICT=0
+if [ "${1:-}" = "--strict" ]; then STRICT=1; shift; fi
+SASS_LIMIT_KB=100
 ARCH="${PASA_CUDA_ARCH:-sm_90}"
 
 NVCC="${NVCC:-}"
@@ -46,7 +53,10 @@ if [ -z "$CUOBJDUMP" ]; then
     [ -x "$(dirname "$NVCC")/cuobjdump" ] && CUOBJDUMP="$(dirname "$NVCC")/cuobjdump"
   fi
 fi
-[ -n "$CUOBJDUMP" ] || echo "check.sh: no cuobjdump: SASS size and instruction counts left out" >&2
+if [ -z "$CUOBJDUMP" ]; then
+  echo "check.sh: no cuobjdump: SASS size and instruction counts left out" >&2
+  [ "$STRICT" = 0 ] || { echo "check.sh --strict: needs cuobjdump for the SASS sizes" >&2; exit 2; }
+fi
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -59,6 +69,7 @@ for cu in kernels/*.cu; do
   fi
   if [ -z "$PTXAS" ]; then
     echo "ok   $cu → PTX (ptxas not found: register/spill check skipped)"
+    [ "$STRICT" = 0 ] || status=1
     continue
   fi
   if ! "$PTXAS" -arch="$ARCH" -v "$TMP/$name.ptx" -o "$TMP/$name.cubin" 2>"$TMP/$name.ptxas"; then
@@ -89,6 +100,11 @@ for cu in kernels/*.cu; do
       if (f in ins) sass = sprintf("%8.1f %6d %6d %6d %6d", ins[f] * 16 / 1024, hmma[f], ffma[f], lds[f], shfl[f])
       else sass = sprintf("%8s %6s %6s %6s %6s", "-", "-", "-", "-", "-")
       printf "   %-36s %4d %5d/%5d %6d %7d %s\n", f, regs, sst, sld, stack, smem, sass
-    }' "$TMP/$name.sass" "$TMP/$name.ptxas" | sort
+      if (strict && sst + sld > 0) printf "FAIL %s spills (%d bytes stored, %d loaded)\n", f, sst, sld > viol
+      if (strict && !(f in ins)) printf "FAIL %s: no SASS from cuobjdump\n", f > viol
+      if (strict && (f in ins) && ins[f] * 16 / 1024 > limit)
+        printf "FAIL %s: %.1f KB of SASS, over %d KB\n", f, ins[f] * 16 / 1024, limit > viol
+    }' strict="$STRICT" limit="$SASS_LIMIT_KB" viol="$TMP/$name.viol" "$TMP/$name.sass" "$TMP/$name.ptxas" | sort
+  if [ -s "$TMP/$name.viol" ]; then cat "$TMP/$name.viol"; status=1; fi
 done
 exit $status
